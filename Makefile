@@ -1,0 +1,49 @@
+# Pulse: `make demo` runs the whole flow on simulated data, `make test` runs the tests.
+# Both create .venv and install the pinned stack (constraints.txt) the first time; later runs reuse it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+# Parallel test workers (2 cores here); override with `make test WORKERS=1`.
+WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Pulse needs Python 3.11 ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Pulse with its pinned dependencies
+
+demo: $(STAMP) ## Run the whole flow on simulated data (about 2,000 customers, 60 days) and print a report
+	$(BIN)/pulse demo
+
+test: $(STAMP) ## Run the test suite against real PostgreSQL, Redis, dbt, Feast and Airflow
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+
+test-fast: $(STAMP) ## Unit tests only (no end-to-end runs)
+	$(BIN)/python -m pytest -m "not e2e" -n $(WORKERS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check src dags plugins tests bench feature_repo
+	$(BIN)/ruff format --check src dags plugins tests bench feature_repo
+
+format: $(STAMP) ## Apply ruff formatting and fixes
+	$(BIN)/ruff format src dags plugins tests bench feature_repo
+	$(BIN)/ruff check --fix src dags plugins tests bench feature_repo
+
+clean: ## Stop the embedded PostgreSQL and remove .venv and .pulse
+	-test -x $(BIN)/pulse && $(BIN)/pulse down
+	rm -rf $(VENV) .pulse dbt_project/target dbt_project/logs

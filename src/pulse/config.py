@@ -1,0 +1,51 @@
+"""One typed settings object for Pulse, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Pulse's public settings (see `.env.example`)."""
+
+    model_config = SettingsConfigDict(env_prefix="PULSE_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="Warehouse URL (postgresql://...). Unset: an embedded PostgreSQL under PULSE_HOME.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; when set, the Feast online store is Redis instead of Postgres."
+    )
+    home: Path = Field(default=Path(".pulse"), description="Working directory for local state.")
+    write_key: str = Field(default="pulse-dev-write-key", description="The collector's write key.")
+    project_dir: Path = Field(
+        default=PROJECT_ROOT, description="Where dags/, dbt_project/ and feature_repo/ live."
+    )
+    feast_project: str = Field(
+        default="pulse", description="Feast project name (a namespace in the registry)."
+    )
+    label_days: int = Field(default=14, description="Purchase-propensity label window in days.")
+
+    @property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def landing_dir(self) -> Path:
+        """Files dropped here are what the scheduled ingest task loads."""
+        path = self.home_dir / "landing"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def get_settings() -> Settings:
+    """Fresh settings each call: cheap, and tests or tasks that change the environment see it."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Feast helpers: the store Pulse configures from its settings, materialisation and retrieval."""

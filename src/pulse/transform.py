@@ -1,0 +1,107 @@
+"""Run dbt against the warehouse (`pulse build`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pulse.config import Settings, get_settings
+from pulse.db import ConnParts, warehouse_url
+
+QUIET_ENV = {
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "DBT_USE_COLORS": "False",
+}
+
+
+class DbtError(RuntimeError):
+    """dbt failed: the message names each failing node and why."""
+
+
+@dataclass
+class DbtNodeResult:
+    unique_id: str
+    status: str
+    message: str | None
+    execution_time: float
+
+
+def dbt_executable() -> str:
+    beside_python = Path(sys.executable).parent / "dbt"
+    found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
+    if not found:
+        raise DbtError("dbt is not installed in this environment (pip install dbt-postgres)")
+    return found
+
+
+def project_dir(settings: Settings) -> Path:
+    return settings.project_dir / "dbt_project"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **QUIET_ENV, **ConnParts.from_url(warehouse_url(settings)).env()}
+
+
+def run_dbt(
+    args: list[str],
+    settings: Settings | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> list[DbtNodeResult]:
+    """Run `dbt <args>` for the project; return per-node results, raise DbtError on any failure."""
+    settings = settings or get_settings()
+    work = settings.home_dir / "dbt"
+    target = work / "target"
+    command = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project_dir(settings)),
+        "--profiles-dir",
+        str(project_dir(settings)),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    (target / "run_results.json").unlink(missing_ok=True)  # never read a previous run's results
+    process = subprocess.Popen(
+        command, env=dbt_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
+        if on_line:
+            on_line(line.rstrip("\n"))
+    returncode = process.wait()
+    results = _read_results(target / "run_results.json")
+    failed = [r for r in results if r.status in ("error", "fail", "runtime error")]
+    if returncode != 0 or failed:
+        detail = "\n".join(f"  {r.unique_id}: {r.status}: {r.message}" for r in failed)
+        tail = "".join(output[-30:])
+        raise DbtError(f"dbt {' '.join(args)} failed (exit {returncode})\n{detail or tail}")
+    return results
+
+
+def _read_results(path: Path) -> list[DbtNodeResult]:
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [
+        DbtNodeResult(r["unique_id"], r["status"], r.get("message"), r.get("execution_time", 0.0))
+        for r in data.get("results", [])
+    ]
+
+
+def build(
+    settings: Settings | None = None, on_line: Callable[[str], None] | None = None
+) -> list[DbtNodeResult]:
+    """`dbt build`: every model and its tests, in dependency order."""
+    return run_dbt(["build"], settings, on_line)

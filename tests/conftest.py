@@ -1,0 +1,78 @@
+"""Shared fixtures: every test that touches the warehouse gets its own database on a real PostgreSQL.
+
+The server is PULSE_DATABASE_URL's when set, otherwise Pulse's embedded PostgreSQL (the same default users
+get), so `make test` needs nothing prepared. Each test creates `pulse_test_<random>` and drops it after,
+so tests run in parallel (pytest-xdist) and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from pulse import db, embedded
+from pulse.config import PROJECT_ROOT, Settings
+
+# Quiet, offline tools; a private AIRFLOW_HOME per test process (Airflow reads it at import time).
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pulse-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+TEST_REDIS_URL = os.environ.get("PULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A PostgreSQL server URL (any database on it) the tests may create databases on."""
+    configured = os.environ.get("PULSE_DATABASE_URL")
+    if configured:
+        return configured
+    # Shared by all test workers; started once, reused after (as `pulse up` does).
+    return embedded.start(PROJECT_ROOT / ".pulse" / "test-server")
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(
+        make_url(url).set(database="postgres").render_as_string(hide_password=False), autocommit=True
+    )
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"pulse_test_{uuid.uuid4().hex[:12]}"
+    with _admin(server_url) as conn:
+        conn.execute(f'create database "{name}"')
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        engine = db._engine_for(url)
+        engine.dispose()
+        with _admin(server_url) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Pulse settings for one test: its own database, home and Feast project; also exported to the
+    environment so code that reads settings itself (CLI, Airflow tasks) sees the same."""
+    project = f"pulse_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("PULSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("PULSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PULSE_FEAST_PROJECT", project)
+    monkeypatch.delenv("PULSE_REDIS_URL", raising=False)
+    current = Settings()
+    db.create_schemas(current)
+    return current
