@@ -7,6 +7,7 @@ reuses it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from pathlib import Path
 
@@ -23,6 +24,8 @@ def start(home: Path) -> str:
 
     home.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata_dir(home), cleanup_mode=None)  # None: leave it running for other processes
+    # With cleanup_mode=None its exit hook only logs, after logging may be torn down: drop it.
+    atexit.unregister(server._cleanup)
     return server.get_uri()
 
 

@@ -1,0 +1,108 @@
+"""Ingestion against a real PostgreSQL: idempotent, rejects kept with reasons, one transaction per file."""
+
+import json
+
+import psycopg
+import pytest
+
+from pulse.events import ingest as ingest_module
+from pulse.events.ingest import ingest_path
+
+
+def good(i: int, **overrides) -> str:
+    event = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": f"msg-{i}",
+        "userId": f"c{i % 7}",
+        "timestamp": "2026-02-01T12:00:00Z",
+        "properties": {"product_id": f"p{i}", "price": 9.99},
+    }
+    event.update(overrides)
+    return json.dumps(event)
+
+
+BAD_LINES = [
+    "{not json",
+    json.dumps([1, 2, 3]),
+    json.dumps({"type": "track", "messageId": "no-user", "event": "X"}),
+    json.dumps({"type": "track", "messageId": "no-name", "userId": "c1"}),
+    json.dumps({"type": "bogus", "messageId": "bad-type", "userId": "c1"}),
+    json.dumps({"type": "track", "event": "X", "messageId": "bad-ts", "userId": "c1", "timestamp": "soon"}),
+    json.dumps({"type": "track", "event": "X", "messageId": "nul", "userId": "c1\u0000"}),
+    "'); drop table raw.events; --",
+]
+
+
+def counts(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        events = conn.execute("select count(*) from raw.events").fetchone()[0]
+        rejected = conn.execute("select count(*) from raw.events_rejected").fetchone()[0]
+    return events, rejected
+
+
+def test_ingest_is_idempotent_on_message_id(settings, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(good(i) for i in range(500)) + "\n")
+    first = ingest_path(path, settings)
+    assert (first.inserted, first.duplicates, first.rejected) == (500, 0, 0)
+    again = ingest_path(path, settings)
+    assert (again.inserted, again.duplicates) == (0, 500)
+    assert counts(settings.database_url) == (500, 0)
+    # The same events in another file are still the same events.
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(path.read_text())
+    assert ingest_path(copy, settings).inserted == 0
+
+
+def test_bad_lines_are_rejected_with_reasons_and_good_ones_load(settings, tmp_path):
+    lines = [good(i) for i in range(20)]
+    for n, bad in enumerate(BAD_LINES):
+        lines.insert(2 * n + 1, bad)
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    result = ingest_path(path, settings)
+    assert (result.inserted, result.rejected, result.lines) == (20, len(BAD_LINES), 20 + len(BAD_LINES))
+    assert counts(settings.database_url) == (20, len(BAD_LINES))
+    with psycopg.connect(settings.database_url) as conn:
+        rows = dict(conn.execute("select payload, reason from raw.events_rejected").fetchall())
+    assert set(rows) == set(BAD_LINES)  # every bad line kept verbatim
+    assert rows["{not json"].startswith("invalid JSON")
+    assert "userId or anonymousId" in rows[BAD_LINES[2]]
+    assert "NUL" in rows[BAD_LINES[6]]
+    # Replaying the file adds no duplicate rejects either.
+    ingest_path(path, settings)
+    assert counts(settings.database_url) == (20, len(BAD_LINES))
+
+
+def test_a_crash_mid_load_leaves_no_half_batch(settings, tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(good(i) for i in range(1000)) + "\n" + BAD_LINES[0] + "\n")
+    real_parse = ingest_module.parse_line
+
+    def crash_at_line_700(line, source, number, received_at):
+        if number == 700:
+            raise RuntimeError("simulated crash")
+        return real_parse(line, source, number, received_at)
+
+    monkeypatch.setattr(ingest_module, "parse_line", crash_at_line_700)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ingest_path(path, settings)
+    assert counts(settings.database_url) == (0, 0)
+
+    monkeypatch.setattr(ingest_module, "parse_line", real_parse)
+    result = ingest_path(path, settings)
+    assert (result.inserted, result.rejected) == (1000, 1)
+
+
+def test_ingest_takes_directories_and_globs(settings, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(good(1) + "\n")
+    (folder / "b.jsonl").write_text(good(2) + "\n")
+    (folder / "notes.txt").write_text("not events")
+    assert ingest_path(folder, settings).inserted == 2
+    assert ingest_path(str(folder / "*.jsonl"), settings).duplicates == 2
+    with pytest.raises(FileNotFoundError):
+        ingest_path(tmp_path / "nothing-here-*.jsonl", settings)

@@ -1,0 +1,59 @@
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from pulse.audiences import is_holdout
+from pulse.db import ConnParts
+from pulse.features.store import redis_connection_string
+from pulse.modeling.train import NotEnoughDataError, plan_split
+from pulse.scoring import percentiles
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_split_keeps_training_labels_before_the_holdout():
+    plan = plan_split(T0, T0 + timedelta(days=60), label_days=14)
+    assert plan.holdout_at == T0 + timedelta(days=46)
+    assert max(plan.train_snapshots) + timedelta(days=14) <= plan.holdout_at
+    assert min(plan.train_snapshots) >= T0 + timedelta(days=14)
+
+
+def test_split_refuses_too_little_history():
+    with pytest.raises(NotEnoughDataError, match="spans 20 days"):
+        plan_split(T0, T0 + timedelta(days=20), label_days=14)
+
+
+def test_percentiles_rank_scores_from_1_to_100():
+    scores = pd.Series([0.1, 0.9, 0.5, 0.5, 0.2] * 40)
+    result = percentiles(scores)
+    assert result.min() >= 1 and result.max() == 100
+    assert (result[scores == 0.9] == 100).all()
+    assert result[scores == 0.1].max() < result[scores == 0.2].min()
+
+
+def test_holdout_is_stable_and_about_the_requested_share():
+    customers = [f"c{i}" for i in range(20000)]
+    groups = [is_holdout("likely_buyers", c, 10) for c in customers]
+    assert groups == [is_holdout("likely_buyers", c, 10) for c in customers]
+    assert 0.09 < sum(groups) / len(groups) < 0.11
+    # A different audience draws its own holdout.
+    other = [is_holdout("win_back", c, 10) for c in customers]
+    assert groups != other
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://postgres:@/pulse?host=/tmp/pg", ("/tmp/pg", 5432, "postgres", "", "pulse")),
+        ("postgresql://u:secret@db.example:6543/wh", ("db.example", 6543, "u", "secret", "wh")),
+    ],
+)
+def test_warehouse_urls_split_for_dbt_and_feast(url, expected):
+    parts = ConnParts.from_url(url)
+    assert (parts.host, parts.port, parts.user, parts.password, parts.dbname) == expected
+
+
+def test_redis_urls_become_feast_connection_strings():
+    assert redis_connection_string("redis://127.0.0.1:6379/15") == "127.0.0.1:6379,db=15"
+    assert redis_connection_string("redis://:pw@cache:6380") == "cache:6380,password=pw"

@@ -1,0 +1,63 @@
+import json
+from datetime import date
+
+import pandas as pd
+
+from pulse.events.contract import Event
+from pulse.events.simulator import simulate
+
+END = date(2026, 3, 1)
+
+
+def test_same_seed_same_files(tmp_path):
+    a = simulate(tmp_path / "a", customers=40, days=30, seed=3, end=END)
+    b = simulate(tmp_path / "b", customers=40, days=30, seed=3, end=END)
+    c = simulate(tmp_path / "c", customers=40, days=30, seed=4, end=END)
+    assert a.events_path.read_bytes() == b.events_path.read_bytes()
+    assert a.truth_path.read_bytes() == b.truth_path.read_bytes()
+    assert a.events_path.read_bytes() != c.events_path.read_bytes()
+
+
+def test_events_follow_the_contract_and_tell_a_customer_story(tmp_path):
+    result = simulate(tmp_path, customers=150, days=40, seed=1, end=END)
+    events = [json.loads(line) for line in result.events_path.open()]
+    assert len(events) == result.n_events > 1000
+    parsed = [Event.model_validate(e) for e in events]
+    names = {e.event_name for e in parsed}
+    assert {
+        "page",
+        "identify",
+        "signed_in",
+        "product_viewed",
+        "product_added",
+        "product_removed",
+        "checkout_started",
+        "order_completed",
+        "email_opened",
+        "email_clicked",
+    } <= names
+    assert len({e.messageId for e in parsed}) == len(parsed)
+    # Browsing before the first sign-in is anonymous.
+    assert any(e.userId is None and e.anonymousId for e in parsed)
+    # Everything lies inside the simulated window.
+    assert all(result.start <= e.timestamp < result.end for e in parsed)
+    orders = [e for e in parsed if e.event_name == "order_completed"]
+    assert all(e.properties["revenue"] > 0 and e.properties["order_id"] for e in orders)
+
+
+def test_truth_is_a_probability_per_customer_and_matches_outcomes(tmp_path):
+    result = simulate(tmp_path, customers=400, days=40, seed=2, end=END, label_days=14)
+    truth = pd.read_csv(result.truth_path)
+    assert len(truth) == 400 and truth["true_probability"].between(0, 1).all()
+    assert truth["churned"].sum() > 0
+    # Planted truth is real: customers with a high true probability order in the window far more often.
+    window_start = pd.Timestamp(truth["window_start"].iloc[0])
+    ordered = {
+        e["userId"]
+        for e in map(json.loads, result.events_path.open())
+        if e.get("event") == "Order Completed" and pd.Timestamp(e["timestamp"]) >= window_start
+    }
+    truth["ordered"] = truth["customer_id"].isin(ordered)
+    high = truth[truth["true_probability"] > 0.6]["ordered"].mean()
+    low = truth[truth["true_probability"] < 0.1]["ordered"].mean()
+    assert high > 0.6 and low < 0.15
