@@ -1,0 +1,2 @@
+-- Airflow's metadata database, beside the Pulse warehouse.
+create database airflow;
