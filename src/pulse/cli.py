@@ -233,8 +233,9 @@ def report() -> None:
         for key, value in summary.metrics.items():
             metrics.add_row(labels.get(key, key), f"{value:.3f}")
         out.print(metrics)
-    out.print("\nLook at the audience:\n")
-    out.print(f"  psql \"$(pulse up | tail -1)\" -c '{AUDIENCE_SQL}'", highlight=False, soft_wrap=True)
+    out.print('\nConnect to the warehouse:  psql "$(.venv/bin/pulse up | tail -1)"')
+    out.print("Then look at the audience:\n")
+    out.print(AUDIENCE_SQL, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 def pulse(*args: str) -> str:
-    result = subprocess.run([PULSE, *args], env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [PULSE, *args], env=os.environ.copy(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"pulse {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -40,7 +42,19 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("PULSE_REDIS_URL", TEST_REDIS_URL)
     url = settings.database_url
     sim = tmp_path / "sim"
-    pulse("simulate", "--customers", "600", "--days", "50", "--seed", "11", "--end", "2026-06-01", "--out", str(sim))
+    pulse(
+        "simulate",
+        "--customers",
+        "600",
+        "--days",
+        "50",
+        "--seed",
+        "11",
+        "--end",
+        "2026-06-01",
+        "--out",
+        str(sim),
+    )
     pulse("ingest", str(sim / "events.jsonl"))
     before = table_counts(url)
     assert before["raw.events"] > 20000
@@ -51,7 +65,12 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
 
     # Malformed lines: good ones load, every bad one is kept with its reason.
     mixed = tmp_path / "mixed.jsonl"
-    good = {"type": "track", "event": "Product Viewed", "userId": "c000001", "timestamp": "2026-05-30T10:00:00Z"}
+    good = {
+        "type": "track",
+        "event": "Product Viewed",
+        "userId": "c000001",
+        "timestamp": "2026-05-30T10:00:00Z",
+    }
     mixed.write_text(
         "\n".join(
             [
@@ -95,5 +114,7 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
     pulse("score")
     pulse("audiences")
     with psycopg.connect(url) as conn:
-        again = conn.execute('select customer_id, "group" from audiences.audience_members order by customer_id').fetchall()
+        again = conn.execute(
+            'select customer_id, "group" from audiences.audience_members order by customer_id'
+        ).fetchall()
     assert again == members

@@ -116,8 +116,14 @@ def train(
     _check_classes(train_entities["label"], "the training set")
     _check_classes(holdout_entities["label"], "the holdout set")
 
-    train_frame = training_frame(train_entities, FEATURE_SERVICE, settings)
-    holdout_frame = training_frame(holdout_entities, FEATURE_SERVICE, settings)
+    # Feast returns rows in no fixed order; sort so the same data always gives the same model.
+    order = ["event_timestamp", "customer_id"]
+    train_frame = training_frame(train_entities, FEATURE_SERVICE, settings).sort_values(
+        order, ignore_index=True
+    )
+    holdout_frame = training_frame(holdout_entities, FEATURE_SERVICE, settings).sort_values(
+        order, ignore_index=True
+    )
     features = [c for c in train_frame.columns if c not in ("customer_id", "event_timestamp", "label")]
 
     pipeline = make_pipeline().fit(feature_matrix(train_frame, features), train_frame["label"])
