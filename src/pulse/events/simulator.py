@@ -40,6 +40,7 @@ CHANNELS = (  # (utm_source, utm_medium, weight)
 )
 DEVICES = ("mobile", "desktop", "tablet")
 CHURN_SHARE = 0.3
+EXISTING_SHARE = 0.7  # customers already active when the simulated window opens
 EMAIL_WEEKDAY = 1  # campaigns go out on Tuesdays
 
 
@@ -132,8 +133,9 @@ class _Customer:
     def __init__(self, index: int, rng: np.random.Generator, days: int, seed: int) -> None:
         self.customer_id = f"c{index:06d}"
         self.days = days
-        self.first_day = int(rng.integers(0, max(1, int(days * 0.7))))
-        self.engagement = float(rng.gamma(2.0, 0.25))
+        # Most customers predate the window; the rest arrive during it.
+        self.first_day = 0 if rng.random() < EXISTING_SHARE else int(rng.integers(1, max(2, int(days * 0.7))))
+        self.engagement = float(rng.gamma(2.5, 0.25))
         self.conversion = float(rng.beta(1.2, 9.0))
         self.churn_day = (
             int(rng.integers(self.first_day + 1, days + 45)) if rng.random() < CHURN_SHARE else 10**6
@@ -146,7 +148,7 @@ class _Customer:
         # Daily intent drift (log AR(1)); churn cuts visits to 5%.
         z = np.zeros(days)
         z[0] = rng.normal(0, 0.4)
-        shocks = rng.normal(0, 0.08, days)
+        shocks = rng.normal(0, 0.05, days)
         for d in range(1, days):
             z[d] = 0.97 * z[d - 1] + shocks[d]
         multiplier = np.exp(z)
