@@ -5,6 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from pulse.config import PROJECT_ROOT
+
+# Pulse's DAG files import their shared Assets and callbacks from plugins/ (Airflow puts the plugins
+# folder on sys.path); set before Airflow is first imported in this process.
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> str:

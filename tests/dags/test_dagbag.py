@@ -1,25 +1,67 @@
-"""DAG integrity: every DAG imports, and has tags, retries and docs."""
+"""DAG integrity: every DAG imports, has tags, retries and docs, and the DAGs chain through Assets."""
+
+import json
 
 import pytest
 
 pytestmark = pytest.mark.xdist_group("airflow")
 
+PULSE_DAGS = {"pulse_ingest", "pulse_transform", "pulse_features", "pulse_train", "pulse_score_audiences"}
 
-def test_no_import_errors(dagbag):
+
+def test_no_import_errors_and_every_pulse_dag_is_there(dagbag):
     assert dagbag.import_errors == {}
-    assert "pulse_pipeline" in dagbag.dags
+    assert PULSE_DAGS <= set(dagbag.dags)
 
 
-def test_every_dag_has_tags_retries_and_docs(dagbag):
+def test_every_dag_has_tags_retries_docs_and_a_failure_callback(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
-        assert dag.doc_md, f"{dag_id} has no doc_md"
+        assert dag.doc_md and len(dag.doc_md) > 100, f"{dag_id} has no real doc_md"
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+            assert task.on_failure_callback, f"{dag_id}.{task.task_id} has no failure callback"
 
 
-def test_pipeline_runs_every_step_in_order(dagbag):
-    dag = dagbag.dags["pulse_pipeline"]
-    order = ["ingest", "build", "features", "train", "score", "audiences"]
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+def _asset_names(condition) -> set[str]:
+    """The names of the Assets in a schedule condition (AssetAll / AssetAny nest Assets)."""
+    if hasattr(condition, "objects"):
+        return set().union(*(_asset_names(o) for o in condition.objects))
+    return {condition.name}
+
+
+def test_dags_are_chained_by_assets(dagbag):
+    produced = {
+        dag_id: {o.name for t in dagbag.dags[dag_id].tasks for o in t.outlets} for dag_id in PULSE_DAGS
+    }
+    assert produced["pulse_ingest"] == {"pulse_raw_events"}
+    consumers = {
+        "pulse_transform": {"pulse_raw_events"},
+        "pulse_features": {"pulse_marts"},
+        "pulse_score_audiences": {"pulse_online_features", "pulse_model"},
+    }
+    for dag_id, inputs in consumers.items():
+        assert _asset_names(dagbag.dags[dag_id].timetable.asset_condition) == inputs, dag_id
+        for name in inputs:  # every input is some Pulse DAG's output
+            assert any(name in outs for outs in produced.values()), name
+    assert dagbag.dags["pulse_ingest"].timetable.expression == "*/5 * * * *"
+    assert dagbag.dags["pulse_train"].timetable.expression == "0 4 * * 1"
+
+
+def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
+    from pulse.config import Settings
+    from pulse.pipeline import dbt_manifest
+
+    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    dag = dagbag.dags["pulse_transform"]
+    dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
+    assert dbt_tasks == {f"dbt.{m}_model_build" for m in models}
+    # Materialised models run `dbt build` (model + its tests); ephemeral ones have nothing to run.
+    builds = {t.task_id for t in dag.tasks if type(t).__name__ == "DbtBuildLocalOperator"}
+    assert {"dbt.stg_pulse__events_model_build", "dbt.customer_features_model_build"} <= builds
+    # The marts check waits for every dbt leaf (the marts).
+    leaves = {t for t in dbt_tasks if not dag.get_task(t).downstream_task_ids & dbt_tasks}
+    assert "dbt.customer_features_model_build" in leaves
+    assert dag.get_task("check_marts").upstream_task_ids == leaves
+    assert dagbag.dags["pulse_score_audiences"].get_task("audiences").upstream_task_ids == {"score"}

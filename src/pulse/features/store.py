@@ -133,6 +133,32 @@ def refresh(settings: Settings | None = None) -> RefreshResult:
     return RefreshResult(objects, first, end)
 
 
+def online_lookback(settings: Settings) -> timedelta:
+    """The longest TTL of the repo's online feature views: how far back a window's materialisation reads."""
+    from feast import FeatureView
+
+    ttls = [
+        o.ttl for o in repo_objects(settings) if isinstance(o, FeatureView) and o.online and o.ttl is not None
+    ]
+    return max(ttls, default=timedelta(days=1))
+
+
+def materialize_window(start: datetime, end: datetime, settings: Settings | None = None) -> RefreshResult:
+    """Apply the repo and make the online store hold each customer's latest snapshot before `end`.
+
+    For an Airflow data interval [start, end): Feast loads the newest row per customer with a timestamp
+    in [min(start, end - ttl), end) (its end bound is inclusive, so it is moved 1 microsecond back). The
+    same window always writes the same values, so a re-run changes nothing.
+    """
+    settings = settings or get_settings()
+    objects = apply(settings)
+    snapshot_bounds(settings)  # a clear error if the snapshot mart is empty
+    end_inclusive = end - timedelta(microseconds=1)
+    first = min(start, end - online_lookback(settings))
+    materialize(first, end_inclusive, settings)
+    return RefreshResult(objects, first, end_inclusive)
+
+
 def training_frame(
     entity_df: pd.DataFrame, feature_service: str, settings: Settings | None = None
 ) -> pd.DataFrame:

@@ -1,0 +1,48 @@
+"""
+### pulse_train
+
+Weekly (Mondays 04:00 UTC) and on demand (trigger it from the UI): trains the purchase-propensity model
+on a time split of the point-in-time feature snapshots (Feast offline store), records the run and its
+holdout metrics in `ml.model_runs` / `ml.model_metrics` and makes it the champion.
+
+Trains once per data interval: a re-run of an interval that already has its model (a retry, a cleared
+task) returns that model and changes nothing. A manual trigger is a new interval, so it always trains.
+
+Emits `pulse_model` (which triggers `pulse_score_audiences`).
+
+Calls: `pulse.pipeline.train_window` (the CLI equivalent is `pulse train`).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from pulse_airflow import DEFAULT_ARGS, MODEL, START_DATE, TAGS, data_window, publish
+
+
+@dag(
+    dag_id="pulse_train",
+    schedule=CronDataIntervalTimetable("0 4 * * 1", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=[*TAGS, "ml"],
+)
+def pulse_train():
+    @task(outlets=[MODEL])
+    def train(**context) -> dict:
+        from pulse.pipeline import train_window
+
+        start, end = data_window(context)
+        result = train_window(start, end)
+        publish(context, MODEL, start, end, run_id=result["run_id"])
+        return result
+
+    train()
+
+
+dag_object = pulse_train()
+
+if __name__ == "__main__":
+    dag_object.test()

@@ -1,0 +1,80 @@
+"""
+### pulse_transform
+
+Runs the dbt project (`dbt_project/`) through astronomer-cosmos when new events land: one Airflow task
+per model, each a `dbt build` of that model and its tests, in dependency order, so the graph shows each
+model and a failing test stops only what depends on it. The graph is rendered from the manifest
+`dbt parse` writes (`LoadMode.DBT_MANIFEST`; re-made automatically when a model changes), not by running
+dbt at every parse. The marts are tables rebuilt from `raw.events`, so a re-run gives identical tables.
+
+`profiles.yml` reads `PULSE_PG_*`, which each task derives from the warehouse connection just before
+dbt starts. Ends by checking the marts the next steps read, then emits `pulse_marts`
+(which triggers `pulse_features`).
+
+Calls: cosmos (dbt), `pulse.pipeline.check_marts` (the CLI equivalent is `pulse build`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from airflow.sdk import dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from pulse_airflow import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
+
+from pulse.config import get_settings
+from pulse.pipeline import dbt_manifest
+
+_settings = get_settings()
+DBT_DIR = _settings.project_dir / "dbt_project"
+
+
+@dag(
+    dag_id="pulse_transform",
+    schedule=[RAW_EVENTS],
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=[*TAGS, "dbt"],
+)
+def pulse_transform():
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_DIR, manifest_path=dbt_manifest(_settings), project_name="pulse"
+        ),
+        profile_config=ProfileConfig(
+            profile_name="pulse", target_name="default", profiles_yml_filepath=DBT_DIR / "profiles.yml"
+        ),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+        ),
+        operator_args={
+            "install_deps": False,  # dbt deps needs the dbt hub; Pulse has no packages
+            "append_env": True,  # dbt sees the PULSE_PG_* the pre_execute hook exported
+            "emit_datasets": False,  # Pulse emits its own Assets, with the data window
+        },
+    )
+
+    @task(outlets=[MARTS])
+    def check_marts(**context) -> dict:
+        from pulse.pipeline import check_marts as check
+
+        start, end = data_window(context)
+        counts = check()
+        publish(context, MARTS, start, end, **counts)
+        return counts
+
+    dbt >> check_marts()
+
+
+dag_object = pulse_transform()
+
+if __name__ == "__main__":
+    dag_object.test()
