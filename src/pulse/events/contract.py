@@ -1,4 +1,9 @@
-"""The event contract: Segment Spec shaped events, validated once for every way in."""
+"""The event contract: Segment Spec shaped events, validated once for every way in.
+
+Every path into `raw.events` (the collector, `pulse ingest`, `pulse import-orders`) validates against
+`Event` and turns it into a row with `Event.to_row` / `Event.copy_row`; nothing else decides what an
+accepted event is.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,59 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pulse.events.pii import scrub
+from pulse.events.pii import hash_if_email, scrub
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
 
 MAX_ID_LENGTH = 256
+MAX_NAME_LENGTH = 200
+
+# The columns of raw.events Pulse writes, in COPY order (loaded_at is the server's default).
+EVENT_COLUMNS = (
+    "event_id",
+    "event_type",
+    "event_name",
+    "user_id",
+    "anonymous_id",
+    "previous_id",
+    "event_at",
+    "original_at",
+    "sent_at",
+    "received_at",
+    "properties",
+    "traits",
+    "context",
+    "source",
+)
+JSON_COLUMNS = frozenset({"properties", "traits", "context"})
+
+_NAME_RE = re.compile(r"[^0-9a-z]+")
+_json_encode = msgspec.json.Encoder().encode
 
 
 def normalise_event_name(name: str) -> str:
     """`Order Completed`, `order_completed` and `order-completed` are one event: `order_completed`."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+    return _NAME_RE.sub("_", name.strip().lower()).strip("_")
 
 
 def _as_utc(value: datetime) -> datetime:
     # Naive timestamps are taken as UTC, as Segment does.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def encode_json(value: Any) -> str:
+    """JSON text for a jsonb column. Non-finite floats become null (JSON has no NaN or Infinity)."""
+    return _json_encode(value).decode("utf-8")
+
+
+def _ids(value: Any) -> Any:
+    # Segment libraries send numeric ids as numbers; they are still ids. Empty ids are no ids.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value if value != "" else None
 
 
 class Event(BaseModel):
@@ -31,35 +72,40 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     type: EventType
-    messageId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    event: str | None = Field(default=None, max_length=200)
-    name: str | None = Field(default=None, max_length=200)
+    messageId: str = Field(min_length=1, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
+    event: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     userId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     anonymousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     previousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    groupId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None  # present in Segment exports, whose timestamp is corrected
     sentAt: datetime | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
-    context: dict[str, Any] = Field(default_factory=dict)
+    receivedAt: datetime | None = None  # set by the collector; kept from files that carry it
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
 
-    @field_validator("userId", "anonymousId", "previousId", mode="before")
+    @field_validator("userId", "anonymousId", "previousId", "groupId", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        # Segment libraries send numeric ids as numbers; they are still ids.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+        return _ids(value)
+
+    @field_validator("userId", "anonymousId", "previousId", "groupId")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("timestamp", "sentAt")
+    @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
-
-    @field_validator("properties", "traits", "context", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+        if value is None:
+            return None
+        try:
+            return _as_utc(value)
+        except OverflowError as error:
+            raise ValueError(f"timestamp out of range: {error}") from None
 
     @model_validator(mode="after")
     def _check_shape(self) -> Event:
@@ -67,25 +113,101 @@ class Event(BaseModel):
             raise ValueError("userId or anonymousId is required")
         if self.type == "track" and not (self.event and normalise_event_name(self.event)):
             raise ValueError("track events need a non-empty 'event' name")
+        if self.type == "alias" and not self.previousId:
+            raise ValueError("alias events need a 'previousId'")
+        if self.type == "group" and not self.groupId:
+            raise ValueError("group events need a 'groupId'")
         return self
 
     @property
     def event_name(self) -> str:
         return normalise_event_name(self.event) if self.type == "track" and self.event else self.type
 
-    def to_row(self, source: str, received_at: datetime) -> dict[str, Any]:
-        """The `raw.events` row for this event, PII hashed."""
+    def event_times(self, received_at: datetime) -> tuple[datetime, datetime | None, datetime]:
+        """(event_at, original_at, received_at), corrected for the client's clock as Segment does.
+
+        `timestamp + (receivedAt - sentAt)`: a device whose clock is an hour fast sends timestamp and
+        sentAt both an hour ahead; the difference to the server's receive time removes that hour.
+        Without `sentAt` (or a receive time) there is nothing to correct with; without `timestamp` the
+        event happened when it was received. Segment exports (with `originalTimestamp`) are already
+        corrected and kept as they are.
+        """
+        received = self.receivedAt or received_at
+        if self.originalTimestamp is not None:
+            return self.timestamp or received, self.originalTimestamp, received
+        if self.timestamp is None:
+            return received, None, received
+        if self.sentAt is not None and self.receivedAt is not None:
+            try:
+                return self.timestamp + (self.receivedAt - self.sentAt), self.timestamp, received
+            except OverflowError:
+                pass
+        return self.timestamp, self.timestamp, received
+
+    def _payloads(self, scrub_pii: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        properties = self.properties or {}
+        if self.type in ("page", "screen") and self.name and "name" not in properties:
+            properties = {**properties, "name": self.name}  # as analytics.js does
+        if self.type == "group" and "group_id" not in properties:
+            properties = {**properties, "group_id": self.groupId}
+        traits, context = self.traits or {}, self.context or {}
+        if scrub_pii:
+            return scrub(properties), scrub(traits), scrub(context)
+        return properties, traits, context
+
+    def to_row(self, source: str, received_at: datetime, scrub_pii: bool = True) -> dict[str, Any]:
+        """The `raw.events` row for this event, PII hashed.
+
+        `scrub_pii=False` is only for callers that have checked the raw input holds nothing that could
+        be PII (`pii.maybe_pii`), a fast path for bulk loads.
+        """
+        event_at, original_at, received = self.event_times(received_at)
+        properties, traits, context = self._payloads(scrub_pii)
+        ids = (self.userId, self.anonymousId, self.previousId)
+        user_id, anonymous_id, previous_id = (hash_if_email(i) for i in ids) if scrub_pii else ids
         return {
             "event_id": self.messageId,
             "event_type": self.type,
             "event_name": self.event_name,
-            "user_id": self.userId,
-            "anonymous_id": self.anonymousId,
-            "event_at": self.timestamp or received_at,
+            "user_id": user_id,
+            "anonymous_id": anonymous_id,
+            "previous_id": previous_id,
+            "event_at": event_at,
+            "original_at": original_at,
             "sent_at": self.sentAt,
-            "received_at": received_at,
-            "properties": scrub(self.properties),
-            "traits": scrub(self.traits),
-            "context": scrub(self.context),
+            "received_at": received,
+            "properties": properties,
+            "traits": traits,
+            "context": context,
             "source": source,
         }
+
+    def copy_row(self, source: str, received_at: datetime, scrub_pii: bool = True) -> tuple[Any, ...]:
+        """`to_row` as a tuple in `EVENT_COLUMNS` order with the JSON columns encoded: what COPY takes."""
+        event_at, original_at, received = self.event_times(received_at)
+        properties, traits, context = self._payloads(scrub_pii)
+        user_id, anonymous_id, previous_id = self.userId, self.anonymousId, self.previousId
+        if scrub_pii:
+            user_id, anonymous_id, previous_id = (
+                hash_if_email(i) for i in (user_id, anonymous_id, previous_id)
+            )
+        return (
+            self.messageId,
+            self.type,
+            self.event_name,
+            user_id,
+            anonymous_id,
+            previous_id,
+            event_at,
+            original_at,
+            self.sentAt,
+            received,
+            _json_encode(properties).decode(),
+            _json_encode(traits).decode(),
+            _json_encode(context).decode(),
+            source,
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,44 +1,60 @@
 """Load event files into `raw.events` with COPY: one transaction per file, idempotent on messageId.
 
-Each line is validated against the event contract. Good events are streamed with COPY into a temporary
-table, then moved into `raw.events` with `ON CONFLICT DO NOTHING`, so replaying a file adds nothing.
-Lines that fail validation go to `raw.events_rejected` with the payload and the reason. Everything for a
-file commits together: a crash mid-load leaves no half batch.
+Formats, chosen by file name (a `.gz` suffix is read through gzip):
+- `.jsonl` / `.ndjson`: one Segment event per line;
+- `.json`: a Segment batch (`{"batch": [...], "sentAt": ..., "context": {...}}`), an array of events,
+  one event, or, if the file is not one JSON document, JSON lines;
+- `.csv`: one event per row; columns are Segment field names (`type`, `event`, `messageId`, `userId`,
+  `anonymousId`, `timestamp`, ... or their snake_case forms), `properties` / `traits` / `context`
+  columns holding JSON objects, and dotted columns (`properties.price`) for single values. Cells that
+  look like JSON numbers or `true` / `false` become numbers and booleans; empty cells are absent;
+  `type` defaults to `track` when the row names an `event`.
+
+Every event is validated against the one contract (`pulse.events.contract.Event`). Good events stream
+with COPY into `raw.events` while later lines are still being parsed (`pulse.events.load`); replays add
+nothing. Lines that fail validation go to `raw.events_rejected` with the payload, the reason, the file
+and the line (or position in the batch). Everything for a file commits together: a crash mid-load leaves
+no half batch.
 """
 
 from __future__ import annotations
 
+import csv
 import glob
-import hashlib
+import gzip
+import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import IO, Any
 
+import msgspec
 import psycopg
 from pydantic import ValidationError
 
 from pulse.config import Settings
 from pulse.db import warehouse_url
-from pulse.events.contract import Event
+from pulse.events.contract import EVENT_COLUMNS, JSON_COLUMNS, Event, utc_now
+from pulse.events.load import Rejection, write_events, write_rejections
+from pulse.events.pii import maybe_pii
 
-EVENT_COLUMNS = (
-    "event_id",
-    "event_type",
-    "event_name",
-    "user_id",
-    "anonymous_id",
-    "event_at",
-    "sent_at",
-    "received_at",
-    "properties",
-    "traits",
-    "context",
-    "source",
-)
-JSON_COLUMNS = {"properties", "traits", "context"}
-EVENT_FILE_SUFFIXES = (".jsonl", ".json", ".ndjson")
+__all__ = [
+    "EVENT_COLUMNS",
+    "JSON_COLUMNS",
+    "IngestResult",
+    "Rejection",
+    "expand_paths",
+    "ingest_file",
+    "ingest_path",
+    "parse_line",
+    "parse_payload",
+]
+
+EVENT_FILE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv")
+PROGRESS_EVERY = 256 * 1024  # bytes between progress callbacks (a callback per line costs more than parsing)
 
 
 @dataclass
@@ -55,24 +71,24 @@ class IngestResult:
         return self
 
 
-@dataclass(frozen=True)
-class Rejection:
-    payload: str
-    reason: str
-    source: str
-    line_number: int | None
+def _format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    return {".csv": "csv", ".json": "json"}.get(suffix, "jsonl")
 
-    @property
-    def rejected_id(self) -> str:
-        key = f"{self.source}\x1f{self.line_number}\x1f{self.payload}"
-        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+def _is_event_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.removesuffix(".gz").endswith(EVENT_FILE_SUFFIXES)
 
 
 def expand_paths(path: str | Path) -> list[Path]:
     """A file, a directory (its event files) or a glob pattern, in a stable order."""
     candidate = Path(path)
     if candidate.is_dir():
-        return sorted(p for p in candidate.iterdir() if p.is_file() and p.suffix in EVENT_FILE_SUFFIXES)
+        return sorted(p for p in candidate.iterdir() if _is_event_file(p))
     if candidate.is_file():
         return [candidate]
     matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
@@ -84,94 +100,255 @@ def expand_paths(path: str | Path) -> list[Path]:
 def validation_reason(error: Exception) -> str:
     if isinstance(error, ValidationError):
         parts = []
-        for item in error.errors(include_url=False):
+        for item in error.errors(include_url=False, include_input=False):
+            if item["type"] == "json_invalid":
+                return "invalid JSON: " + str(item.get("ctx", {}).get("error", item["msg"]))
             where = ".".join(str(x) for x in item["loc"]) or "event"
             parts.append(f"{where}: {item['msg']}")
         return "; ".join(parts)
+    if isinstance(error, ValueError):
+        return str(error)
     return f"{type(error).__name__}: {error}"
 
 
-def parse_line(line: str, source: str, line_number: int, received_at: datetime) -> dict | Rejection:
-    """One JSONL line to a `raw.events` row, or the reason it is rejected."""
+_NUL_TEXT = "\x00"
+_NUL_JSON = "\\u0000"
+
+
+def check_storable(row: tuple[Any, ...], check_encoding: bool = False) -> None:
+    """PostgreSQL text cannot hold NUL, nor jsonb `\\u0000`; text must be valid UTF-8."""
+    for value in row:
+        if isinstance(value, str):
+            if _NUL_TEXT in value or _NUL_JSON in value:
+                raise ValueError("contains a NUL character, which PostgreSQL text cannot store")
+            if check_encoding:
+                value.encode("utf-8")
+
+
+def parse_line(line: bytes | str, source: str, line_number: int, received_at: datetime) -> tuple | Rejection:
+    """One JSON line to a `raw.events` row (a COPY tuple), or the reason it is rejected.
+
+    The hot path of bulk loads: pydantic parses and validates the bytes in one step, and the PII scrub
+    runs only when the raw line could hold PII at all.
+    """
+    data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
     try:
-        if "\x00" in line or "\\u0000" in line:
-            raise ValueError("contains a NUL character, which PostgreSQL text cannot store")
-        payload = json.loads(line)
+        row = Event.model_validate_json(data).copy_row(source, received_at, scrub_pii=maybe_pii(data))
+        check_storable(row)
+        return row
+    except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
+        return Rejection.of(data, validation_reason(error), source, line_number)
+
+
+def parse_payload(
+    payload: Any, source: str, position: int | None, received_at: datetime, raw: bytes | str | None = None
+) -> tuple | Rejection:
+    """An already-decoded event (from a batch, a CSV row or the collector) to a row or a rejection."""
+    try:
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
-        return Event.model_validate(payload).to_row(source, received_at)
-    except (ValueError, ValidationError) as error:  # JSONDecodeError is a ValueError
-        reason = (
-            "invalid JSON: " + str(error)
-            if isinstance(error, json.JSONDecodeError)
-            else validation_reason(error)
-        )
-        printable = line.rstrip("\n").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return Rejection(
-            payload=printable.replace("\x00", "\\x00"), reason=reason, source=source, line_number=line_number
-        )
+        row = Event.model_validate(payload).copy_row(source, received_at)
+        check_storable(row, check_encoding=True)
+        return row
+    except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
+        if raw is None:
+            raw = json.dumps(payload, ensure_ascii=False, default=str)
+        return Rejection.of(raw, validation_reason(error), source, position)
 
 
-def load_rows(
-    conn: psycopg.Connection, rows: Iterable[dict], rejections: Iterable[Rejection]
-) -> tuple[int, int, int]:
-    """Write rows and rejections inside the caller's transaction. Returns (valid, inserted, rejected)."""
-    columns = ", ".join(EVENT_COLUMNS)
-    with conn.cursor() as cur:
-        cur.execute(
-            "create temporary table if not exists _incoming_events "
-            "(like raw.events including defaults) on commit delete rows"
-        )
-        cur.execute("truncate _incoming_events")
-        valid = 0
-        with cur.copy(f"copy _incoming_events ({columns}) from stdin") as copy:
-            for row in rows:
-                copy.write_row([json.dumps(row[c]) if c in JSON_COLUMNS else row[c] for c in EVENT_COLUMNS])
-                valid += 1
-        cur.execute(
-            f"insert into raw.events ({columns}) "
-            f"select distinct on (event_id) {columns} from _incoming_events "
-            "order by event_id on conflict (event_id) do nothing"
-        )
-        inserted = cur.rowcount
-        rejected_rows = [(r.rejected_id, r.payload, r.reason, r.source, r.line_number) for r in rejections]
-        if rejected_rows:
-            cur.executemany(
-                "insert into raw.events_rejected (rejected_id, payload, reason, source, line_number) "
-                "values (%s, %s, %s, %s, %s) on conflict (rejected_id) do nothing",
-                rejected_rows,
+def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(reader, raw file): reader decompresses `.gz`; progress is measured on the raw file."""
+    raw = path.open("rb")
+    if path.name.lower().endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    return raw, raw
+
+
+class _Progress:
+    def __init__(self, callback: Callable[[int], None] | None, raw: IO[bytes]):
+        self.callback, self.raw, self.reported = callback, raw, 0
+
+    def update(self, final: bool = False) -> None:
+        if self.callback is None:
+            return
+        position = self.raw.tell() if not self.raw.closed else self.reported
+        if final or position - self.reported >= PROGRESS_EVERY:
+            self.callback(position - self.reported)
+            self.reported = position
+
+
+def _jsonl_rows(
+    handle: IO[bytes], progress: _Progress, source: str, received_at: datetime, state: _State
+) -> Iterator[tuple]:
+    since = 0
+    for number, line in enumerate(handle, start=1):
+        since += len(line)
+        if since >= PROGRESS_EVERY:
+            progress.update()
+            since = 0
+        if not line.strip():
+            continue
+        state.lines += 1
+        parsed = parse_line(line, source, number, received_at)  # looked up each call: tests patch it
+        if isinstance(parsed, Rejection):
+            state.rejections.append(parsed)
+        else:
+            yield parsed
+
+
+def _payload_rows(
+    payloads: Iterator[tuple[int, Any, bytes | str | None]], source: str, received_at: datetime, state: _State
+) -> Iterator[tuple]:
+    for position, payload, raw in payloads:
+        state.lines += 1
+        parsed = parse_payload(payload, source, position, received_at, raw)
+        if isinstance(parsed, Rejection):
+            state.rejections.append(parsed)
+        else:
+            yield parsed
+
+
+def batch_events(document: Any) -> list[Any] | None:
+    """The events of a Segment batch document, with batch-level `sentAt` / `context` applied; None if
+    the document is not a batch or an array of events."""
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict) and isinstance(document.get("batch"), list):
+        sent_at, context = document.get("sentAt"), document.get("context")
+        events = []
+        for item in document["batch"]:
+            if isinstance(item, dict):
+                if sent_at is not None and "sentAt" not in item:
+                    item = {**item, "sentAt": sent_at}
+                if isinstance(context, dict):
+                    own = item.get("context")
+                    item = {**item, "context": {**context, **own} if isinstance(own, dict) else context}
+            events.append(item)
+        return events
+    if isinstance(document, dict):
+        return [document]
+    return None
+
+
+_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d{0,17})(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_CSV_NAMES = {
+    "message_id": "messageId",
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "previous_id": "previousId",
+    "group_id": "groupId",
+    "sent_at": "sentAt",
+    "received_at": "receivedAt",
+    "original_timestamp": "originalTimestamp",
+    "event_type": "type",
+    "event_name": "event",
+}
+
+
+def _cell(text: str) -> Any:
+    if _NUMBER_RE.fullmatch(text):
+        return json.loads(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def csv_row_to_payload(row: dict[str | None, Any]) -> dict[str, Any]:
+    """A CSV row (header names as keys) to a Segment-shaped event."""
+    event: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or value is None or value == "":
+            continue  # extra cells without a header, or empty cells
+        name = _CSV_NAMES.get(key.strip(), key.strip())
+        head, _, rest = name.partition(".")
+        if head in JSON_COLUMNS and rest:
+            target = event.setdefault(head, {})
+            if not isinstance(target, dict):
+                continue
+            *parents, leaf = rest.split(".")
+            for part in parents:
+                target = target.setdefault(part, {})
+                if not isinstance(target, dict):
+                    break
+            else:
+                target[leaf] = _cell(value)
+        elif name in JSON_COLUMNS and value.lstrip().startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = value  # validation says why
+            existing = event.get(name)
+            event[name] = (
+                {**parsed, **existing} if isinstance(existing, dict) and isinstance(parsed, dict) else parsed
             )
-    return valid, inserted, len(rejected_rows)
+        else:
+            event[name] = value
+    if "type" not in event and "event" in event:
+        event["type"] = "track"
+    return event
+
+
+@dataclass
+class _State:
+    lines: int = 0
+    rejections: list[Rejection] | None = None
+
+    def __post_init__(self) -> None:
+        self.rejections = []
+
+
+def _rows(path: Path, source: str, received_at: datetime, state: _State, progress_cb) -> Iterator[tuple]:
+    reader, raw = _open_binary(path)
+    progress = _Progress(progress_cb, raw)
+    try:
+        kind = _format(path)
+        if kind == "jsonl":
+            yield from _jsonl_rows(reader, progress, source, received_at, state)
+        elif kind == "json":
+            data = reader.read()
+            try:
+                events = batch_events(msgspec.json.decode(data))
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                events = None
+            if events is None:  # not one JSON document: JSON lines with a .json name
+                yield from _jsonl_rows(io.BytesIO(data), progress, source, received_at, state)
+            else:
+                yield from _payload_rows(
+                    ((i, e, None) for i, e in enumerate(events, start=1)), source, received_at, state
+                )
+        else:
+            text = io.TextIOWrapper(reader, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            rows = csv.DictReader(text)
+
+            def payloads() -> Iterator[tuple[int, Any, str]]:
+                for row in rows:
+                    progress.update()
+                    raw_row = json.dumps(row, ensure_ascii=False)
+                    yield rows.line_num, csv_row_to_payload(row), raw_row
+
+            yield from _payload_rows(payloads(), source, received_at, state)
+        progress.update(final=True)
+    finally:
+        reader.close()
+        raw.close()
 
 
 def ingest_file(
     path: Path, settings: Settings | None = None, progress: Callable[[int], None] | None = None
 ) -> IngestResult:
-    """Load one JSONL file in one transaction."""
+    """Load one file (JSONL, Segment batch JSON or CSV, optionally gzipped) in one transaction."""
     source = str(path.resolve())
-    received_at = datetime.now(UTC)
-    rejections: list[Rejection] = []
-    lines = 0
-
-    def good_rows() -> Iterator[dict]:
-        nonlocal lines
-        with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
-            for number, line in enumerate(handle, start=1):
-                if progress:
-                    progress(len(line))
-                if not line.strip():
-                    continue
-                lines += 1
-                parsed = parse_line(line, source, number, received_at)
-                if isinstance(parsed, Rejection):
-                    rejections.append(parsed)
-                else:
-                    yield parsed
-
+    received_at = utc_now()
+    state = _State()
     with psycopg.connect(warehouse_url(settings)) as conn:  # commits on success, rolls back on error
-        valid, inserted, rejected = load_rows(conn, good_rows(), rejections)
+        written = write_events(conn, _rows(path, source, received_at, state, progress))
+        rejected = write_rejections(conn, state.rejections)
     return IngestResult(
-        files=1, lines=lines, inserted=inserted, duplicates=valid - inserted, rejected=rejected
+        files=1,
+        lines=state.lines,
+        inserted=written.inserted,
+        duplicates=written.valid - written.inserted,
+        rejected=rejected,
     )
 
 

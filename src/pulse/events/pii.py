@@ -1,28 +1,73 @@
 """PII never reaches a table in plain text: emails and phones are normalised, then SHA-256 hashed.
 
-Normalised as the ad platforms expect before matching (trim + lowercase for email, E.164-style digits for
-phone), so the hashes Pulse exports match the ones Google, Meta and TikTok compute.
+Normalised as the ad platforms expect before matching (Google Customer Match, Meta and TikTok custom
+audiences): email trimmed and lowercased; phone in E.164 (`+` country code, national number, no
+punctuation), parsed with `phonenumbers` using a default region for numbers written without a country
+code. The hashes Pulse exports are therefore the ones those platforms compute.
+
+What is hashed:
+- any key named like an email or a phone (`email`, `Email`, `email_address`, `phone`, `phone_number`,
+  `mobile`, ...) at any depth of `traits`, `properties` or `context`, replaced by `email_sha256` /
+  `phone_sha256`;
+- any other string value that *is* an email address (a `contact` field, a `userId` that is an email),
+  replaced by `sha256:<hex>` of the normalised address, so it still joins with itself;
+- rejected payloads (`redact_text`): email addresses anywhere in the text, and the values of email- or
+  phone-named keys, so `raw.events_rejected` holds no plaintext either.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from functools import lru_cache
 from typing import Any
 
 PII_KEYS = {"email": "email_sha256", "phone": "phone_sha256"}
 
+# Key spellings that hold an email or a phone, compared after lowercasing and removing non-alphanumerics.
+EMAIL_KEYS = frozenset({"email", "emailaddress", "mail", "useremail"})
+PHONE_KEYS = frozenset(
+    {"phone", "phonenumber", "mobile", "mobilephone", "mobilenumber", "tel", "telephone", "cellphone"}
+)
+
+DEFAULT_PHONE_REGION = os.environ.get("PULSE_PHONE_REGION", "US")
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_EMAIL_FULL_RE = re.compile(r"\s*" + EMAIL_RE.pattern + r"\s*")
+# In raw text (a rejected payload): "email": "...", 'phone_number' : 12345, email=... and so on.
+_PII_KEY_TEXT_RE = re.compile(
+    r"""(?ix)
+    ((?<![\w-])["']?(?:e[-_]?mail(?:[-_]?address)?|user[-_]?email|mail|phone(?:[-_]?number)?|mobile(?:[-_]?(?:phone|number))?
+        |tel(?:ephone)?|cell[-_]?phone)["']?\s*[:=]\s*)
+    ("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,}\]\s&]+)
+    """
+)
+
 
 def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
-def normalise_phone(value: str) -> str:
-    digits = re.sub(r"\D", "", value)
+@lru_cache(maxsize=65536)
+def normalise_phone(value: str, region: str | None = None) -> str:
+    """E.164 (`+14155550123`). Unparseable input falls back to `+` and its digits, still only hashed."""
+    import phonenumbers  # imported on first use: its metadata is large
+
+    text = value.strip()
+    try:
+        parsed = phonenumbers.parse(text, region or DEFAULT_PHONE_REGION)
+        if phonenumbers.is_possible_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        pass
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("00"):
+        digits = digits[2:]
     return f"+{digits}" if digits else ""
 
 
@@ -31,23 +76,103 @@ def hash_email(value: str) -> str:
 
 
 def hash_phone(value: str) -> str:
-    return sha256(normalise_phone(value))
+    return sha256(normalise_phone(str(value)))
+
+
+def _key_kind(key: str) -> str | None:
+    folded = re.sub(r"[^0-9a-z]", "", key.lower())
+    if folded in EMAIL_KEYS:
+        return "email"
+    if folded in PHONE_KEYS:
+        return "phone"
+    return None
 
 
 _HASHERS = {"email": hash_email, "phone": hash_phone}
 
 
+def is_email(value: str) -> bool:
+    return "@" in value and _EMAIL_FULL_RE.fullmatch(value) is not None
+
+
+def hash_if_email(value: str | None) -> str | None:
+    """An id or value that is an email address is stored as `sha256:<hex>` of the normalised address."""
+    if value is not None and is_email(value):
+        return "sha256:" + hash_email(value)
+    return value
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return hash_if_email(value)
+    if isinstance(value, dict):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
 def scrub(payload: dict[str, Any]) -> dict[str, Any]:
-    """Replace plaintext email/phone keys (at any depth) with their `*_sha256` hashes."""
+    """Replace plaintext email/phone keys (at any depth) with `*_sha256` hashes, and hash any other
+    string value that is an email address."""
     out: dict[str, Any] = {}
     for key, value in payload.items():
-        lowered = key.lower()
-        if lowered in _HASHERS and isinstance(value, str | int):
+        kind = _key_kind(key) if isinstance(key, str) else None
+        if kind is not None and not isinstance(value, dict | list):
+            if value is None or isinstance(value, bool):
+                continue  # nothing to hash; dropping the key keeps the column free of PII-named fields
             text = str(value)
             if text.strip():
-                out[PII_KEYS[lowered]] = _HASHERS[lowered](text)
-        elif isinstance(value, dict):
-            out[key] = scrub(value)
+                out[PII_KEYS[kind]] = _HASHERS[kind](text)
         else:
-            out[key] = value
+            out[key] = _scrub_value(value)
     return out
+
+
+def maybe_pii(raw: bytes | str) -> bool:
+    """False when the raw text certainly holds no email or phone (no `@`, no such key): skip scrubbing."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    if b"@" in data:
+        return True
+    low = data.lower()
+    return any(word in low and _in_a_key(low, word) for word in _KEY_WORDS)
+
+
+# Every key `_key_kind` matches contains one of these words (`emailAddress`, `phone_number`, `telephone`).
+_KEY_WORDS = (b"mail", b"phone", b"mobile", b"tel")
+_SPACE = frozenset(b" \t\r\n")
+_STOP = frozenset(b'",:{}[]\\')
+
+
+def _in_a_key(low: bytes, word: bytes) -> bool:
+    """Does `word` occur inside a JSON object key (`"..word..": `)? `"type": "mobile"` is a value."""
+    n, start = len(low), 0
+    while (i := low.find(word, start)) >= 0:
+        j = i + len(word)
+        while j < n and low[j] not in _STOP:
+            j += 1
+        if j < n and low[j] == 0x22:  # the closing quote
+            j += 1
+            while j < n and low[j] in _SPACE:
+                j += 1
+            if j < n and low[j] == 0x3A:  # ':'
+                return True
+        start = i + 1
+    return False
+
+
+def redact_text(text: str) -> str:
+    """Hash the PII in free text (a payload that could not be parsed, or failed validation)."""
+    if not maybe_pii(text):
+        return text
+
+    def key_value(match: re.Match[str]) -> str:
+        prefix, value = match.group(1), match.group(2)
+        inner = value[1:-1] if value[:1] in "\"'" and len(value) >= 2 else value
+        kind = "email" if "mail" in prefix.lower() else "phone"
+        if not inner.strip() or inner.lower() in {"null", "true", "false"} or inner.startswith("sha256:"):
+            return match.group(0)
+        return f'{prefix}"sha256:{_HASHERS[kind](inner)}"'
+
+    text = _PII_KEY_TEXT_RE.sub(key_value, text)
+    return EMAIL_RE.sub(lambda m: "sha256:" + hash_email(m.group(0)), text)

@@ -19,6 +19,9 @@ create table if not exists raw.events (
     source       text not null,            -- file path or 'collector'
     loaded_at    timestamptz not null default now()
 );
+-- Added after the first release (kept additive so existing warehouses upgrade in place):
+alter table raw.events add column if not exists previous_id text;         -- alias calls: the old id
+alter table raw.events add column if not exists original_at timestamptz;  -- client clock, before skew correction
 create index if not exists events_event_at_idx on raw.events (event_at);
 create index if not exists events_loaded_at_idx on raw.events (loaded_at);
 
@@ -33,55 +36,4 @@ create table if not exists raw.events_rejected (
     rejected_at timestamptz not null default now()
 );
 
-create table if not exists ml.model_runs (
-    run_id          text primary key,
-    model_name      text not null,         -- e.g. 'purchase_propensity'
-    algorithm       text not null,
-    feature_service text not null,
-    trained_at      timestamptz not null,
-    train_cutoff    timestamptz not null,  -- training snapshots end before this
-    holdout_at      timestamptz not null,  -- snapshot the holdout metrics are computed on
-    label_days      integer not null,
-    n_train         integer not null,
-    n_holdout       integer not null,
-    features        jsonb not null,
-    is_champion     boolean not null default false,
-    artifact        bytea not null         -- the fitted scikit-learn pipeline (joblib)
-);
-
-create table if not exists ml.model_metrics (
-    run_id      text not null references ml.model_runs (run_id) on delete cascade,
-    split       text not null,             -- 'holdout'
-    metric      text not null,             -- 'auc', 'true_probability_auc', 'pr_auc', ...
-    value       double precision not null,
-    primary key (run_id, split, metric)
-);
-
-create table if not exists ml.scores (
-    customer_id  text not null,
-    model_name   text not null,
-    run_id       text not null references ml.model_runs (run_id) on delete cascade,
-    as_of        timestamptz not null,     -- feature snapshot time the score is for
-    score        double precision not null,
-    percentile   integer not null check (percentile between 1 and 100),
-    scored_at    timestamptz not null,
-    primary key (model_name, as_of, customer_id)
-);
-
-create table if not exists audiences.audience_definitions (
-    audience_name text primary key,
-    description   text not null,
-    model_name    text not null,
-    rule          text not null,
-    holdout_pct   integer not null check (holdout_pct between 0 and 100)
-);
-
-create table if not exists audiences.audience_members (
-    audience_name text not null references audiences.audience_definitions (audience_name),
-    customer_id   text not null,
-    "group"       text not null check ("group" in ('treatment', 'holdout')),
-    score         double precision not null,
-    percentile    integer not null,
-    as_of         timestamptz not null,
-    primary key (audience_name, customer_id)
-);
+-- ml.* tables: sql/ml.sql; audiences.* tables: sql/audiences.sql.

@@ -1,0 +1,167 @@
+"""Writing accepted events and rejects into `raw`: the one write path the collector and files share.
+
+`write_events` streams rows with COPY straight into `raw.events` inside a savepoint, the fastest way
+PostgreSQL takes rows. If any row's `event_id` is already there (a replay, a re-import, a duplicate within
+the batch), PostgreSQL refuses the whole COPY; the chunk is then rolled back to its savepoint and loaded
+again through a temporary table with `INSERT ... ON CONFLICT (event_id) DO NOTHING`, so replays add
+nothing. The caller owns the transaction: nothing is visible until it commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from pulse.events.contract import EVENT_COLUMNS
+from pulse.events.pii import redact_text
+
+MAX_REJECTED_PAYLOAD = 256 * 1024  # characters kept of one rejected payload (the rest is summarised)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Something that failed validation, kept with the reason and where it came from."""
+
+    payload: str
+    reason: str
+    source: str
+    line_number: int | None
+
+    @classmethod
+    def of(cls, payload: bytes | str, reason: str, source: str, line_number: int | None) -> Rejection:
+        """Make the payload storable: text (undecodable bytes escaped), no NUL, PII hashed, bounded."""
+        if isinstance(payload, bytes):
+            text = payload.decode("utf-8", "backslashreplace")
+        else:
+            text = payload.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.rstrip("\r\n").replace("\x00", "\\x00")
+        if len(text) > MAX_REJECTED_PAYLOAD:
+            reason = f"{reason} (payload truncated to {MAX_REJECTED_PAYLOAD} of {len(text)} characters)"
+            text = text[:MAX_REJECTED_PAYLOAD]
+        return cls(payload=redact_text(text), reason=reason, source=source, line_number=line_number)
+
+    @property
+    def rejected_id(self) -> str:
+        key = f"{self.source}\x1f{self.line_number}\x1f{self.payload}"
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class WriteResult:
+    valid: int = 0
+    inserted: int = 0
+    inserted_ids: list[str] | None = None  # filled when asked for (collector hooks)
+
+
+def _chunks(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
+
+
+def _copy_direct(cur: psycopg.Cursor, chunk: Iterable[Sequence[Any]], kept: list | None) -> int:
+    n = 0
+    with cur.copy(sql.SQL("copy raw.events ({}) from stdin").format(_COLUMNS)) as copy:
+        for row in chunk:
+            if kept is not None:
+                kept.append(row)  # before writing: a row the server refused mid-stream is retried
+            copy.write_row(row)
+            n += 1
+    return n
+
+
+def _insert_deduplicated(
+    cur: psycopg.Cursor, chunk: Sequence[Sequence[Any]], want_ids: bool
+) -> list[str] | int:
+    cur.execute(
+        "create temporary table if not exists _incoming_events "
+        "(like raw.events including defaults) on commit delete rows"
+    )
+    cur.execute("truncate _incoming_events")
+    with cur.copy(sql.SQL("copy _incoming_events ({}) from stdin").format(_COLUMNS)) as copy:
+        for row in chunk:
+            copy.write_row(row)
+    query = sql.SQL(
+        "insert into raw.events ({cols}) select distinct on (event_id) {cols} from _incoming_events "
+        "order by event_id on conflict (event_id) do nothing"
+    ).format(cols=_COLUMNS)
+    if want_ids:
+        cur.execute(query + sql.SQL(" returning event_id"))
+        return [r[0] for r in cur.fetchall()]
+    cur.execute(query)
+    return cur.rowcount
+
+
+def write_events(
+    conn: psycopg.Connection,
+    rows: Iterable[Sequence[Any]],
+    chunk_size: int = 20_000,
+    want_ids: bool = False,
+) -> WriteResult:
+    """COPY rows (tuples in `EVENT_COLUMNS` order) into raw.events in the caller's transaction.
+
+    Rows are consumed lazily, so parsing in the caller overlaps with the server's work on the rows
+    already sent. Returns how many rows were valid and how many were new.
+    """
+    result = WriteResult(inserted_ids=[] if want_ids else None)
+    conflicts_in_a_row = 0
+    with conn.cursor() as cur:
+        it = iter(rows)
+        while True:
+            if conflicts_in_a_row >= 2:
+                # Mostly replays (a re-import): skip the optimistic COPY that would fail again.
+                chunk = list(islice(it, chunk_size))
+                if not chunk:
+                    break
+                _dedup_into(cur, chunk, want_ids, result)
+                continue
+            kept: list[Sequence[Any]] = []
+            try:
+                with conn.transaction():  # a savepoint
+                    n = _copy_direct(cur, islice(it, chunk_size), kept)
+            except errors.UniqueViolation:
+                conflicts_in_a_row += 1
+                _dedup_into(cur, kept, want_ids, result)
+                continue
+            if n == 0:
+                break
+            conflicts_in_a_row = 0
+            result.valid += n
+            result.inserted += n
+            if want_ids:
+                result.inserted_ids.extend(row[0] for row in kept)
+            if n < chunk_size:
+                break
+    return result
+
+
+def _dedup_into(cur: psycopg.Cursor, chunk: list[Sequence[Any]], want_ids: bool, result: WriteResult) -> None:
+    inserted = _insert_deduplicated(cur, chunk, want_ids)
+    result.valid += len(chunk)
+    if isinstance(inserted, list):
+        result.inserted += len(inserted)
+        result.inserted_ids.extend(inserted)
+    else:
+        result.inserted += inserted
+
+
+def write_rejections(conn: psycopg.Connection, rejections: Iterable[Rejection]) -> int:
+    """Insert rejects (idempotent on payload + source + position) in the caller's transaction."""
+    rows = [(r.rejected_id, r.payload, r.reason, r.source, r.line_number) for r in rejections]
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into raw.events_rejected (rejected_id, payload, reason, source, line_number) "
+                "values (%s, %s, %s, %s, %s) on conflict (rejected_id) do nothing",
+                rows,
+            )
+    return len(rows)
