@@ -1,4 +1,46 @@
--- One row per customer per UTC day with activity: the building block for windowed features.
+{%- set metrics = [
+    ('events', "count(*)"),
+    ('page_views', "count(*) filter (where event_type = 'page')"),
+    ('product_views', "count(*) filter (where event_name = 'product_viewed')"),
+    ('cart_adds', "count(*) filter (where event_name = 'product_added')"),
+    ('cart_removes', "count(*) filter (where event_name = 'product_removed')"),
+    ('checkouts', "count(*) filter (where event_name = 'checkout_started')"),
+    ('orders', "count(distinct coalesce(order_id, event_id)) filter (where event_name = 'order_completed')"),
+    ('email_opens', "count(*) filter (where event_name = 'email_opened')"),
+    ('email_clicks', "count(*) filter (where event_name = 'email_clicked')"),
+] -%}
+{%- set category_metrics = [] -%}
+{%- for category in var('affinity_categories') -%}
+    {%- do category_metrics.append((
+        'product_views_' ~ category,
+        "count(*) filter (where event_name = 'product_viewed' and product_category = '" ~ category ~ "')",
+    )) -%}
+{%- endfor -%}
+{%- set count_columns = metrics | map(attribute=0) | list
+    + ['sessions', 'abandoned_carts']
+    + category_metrics | map(attribute=0) | list -%}
+{%- set value_columns = count_columns + ['revenue'] -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['customer_id', 'activity_date', 'identified_date'],
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['customer_id', 'activity_date', 'identified_date'], 'unique': True},
+            {'columns': ['activity_date']},
+            {'columns': ['_updated_at']},
+        ],
+    )
+}}
+-- A customer's activity per UTC day, split by the day it became attributable to them
+-- (`identified_date`): the building block of the point-in-time features. Most rows have
+-- identified_date = activity_date; anonymous browsing claimed by a later sign-in has the sign-in's day.
+-- Sessions and abandoned carts count on the day the session started.
+--
+-- Incremental: every day touched by a changed event or session is re-aggregated and compared with what
+-- is stored; only rows that differ are written (a row that disappeared is written with zeros), so
+-- `_updated_at` marks exactly the (customer, day) cells whose numbers changed.
 with
 
 events as (
@@ -7,23 +49,133 @@ events as (
 
 ),
 
-final as (
+sessions as (
+
+    select * from {{ ref('sessions') }}
+
+),
+
+{% if is_incremental() %}
+
+affected_days as (
+
+    select event_date as activity_date from events
+    where _updated_at > {{ updated_since(this) }}
+    union
+    select started_date from sessions
+    where _updated_at > {{ updated_since(this) }}
+
+),
+
+{% endif %}
+
+event_counts as (
 
     select
         customer_id,
         event_date as activity_date,
-        count(*) as events,
-        count(*) filter (where event_type = 'page') as page_views,
-        count(*) filter (where event_name = 'product_viewed') as product_views,
-        count(*) filter (where event_name = 'product_added') as cart_adds,
-        count(*) filter (where event_name = 'product_removed') as cart_removes,
-        count(*) filter (where event_name = 'checkout_started') as checkouts,
-        count(distinct order_id) filter (where event_name = 'order_completed') as orders,
-        coalesce(sum(order_revenue) filter (where event_name = 'order_completed'), 0) as revenue,
-        count(*) filter (where event_name = 'email_opened') as email_opens,
-        count(*) filter (where event_name = 'email_clicked') as email_clicks
+        identified_date,
+        {%- for name, expression in metrics + category_metrics %}
+        {{ expression }} as {{ name }},
+        {%- endfor %}
+        coalesce(sum(order_revenue) filter (where event_name = 'order_completed'), 0) as revenue
     from events
-    group by 1, 2
+    where customer_id is not null
+        {% if is_incremental() -%}
+            and event_date in (select affected_days.activity_date from affected_days)
+        {%- endif %}
+    group by customer_id, event_date, identified_date
+
+),
+
+session_counts as (
+
+    select
+        customer_id,
+        started_date as activity_date,
+        identified_date,
+        count(*) as sessions,
+        count(*) filter (where has_abandoned_cart) as abandoned_carts
+    from sessions
+    where customer_id is not null
+        {% if is_incremental() -%}
+            and started_date in (select affected_days.activity_date from affected_days)
+        {%- endif %}
+    group by customer_id, started_date, identified_date
+
+),
+
+recomputed as (
+
+    select
+        coalesce(event_counts.customer_id, session_counts.customer_id) as customer_id,
+        coalesce(event_counts.activity_date, session_counts.activity_date) as activity_date,
+        coalesce(event_counts.identified_date, session_counts.identified_date) as identified_date,
+        {%- for name, _ in metrics + category_metrics %}
+        coalesce(event_counts.{{ name }}, 0) as {{ name }},
+        {%- endfor %}
+        coalesce(session_counts.sessions, 0) as sessions,
+        coalesce(session_counts.abandoned_carts, 0) as abandoned_carts,
+        coalesce(event_counts.revenue, 0) as revenue
+    from event_counts
+    full outer join session_counts
+        on event_counts.customer_id = session_counts.customer_id
+        and event_counts.activity_date = session_counts.activity_date
+        and event_counts.identified_date = session_counts.identified_date
+
+),
+
+{% if is_incremental() %}
+
+changes as (
+
+    -- New or changed cells, and cells that no longer have any activity (written as zeros).
+    select
+        coalesce(recomputed.customer_id, stored.customer_id) as customer_id,
+        coalesce(recomputed.activity_date, stored.activity_date) as activity_date,
+        coalesce(recomputed.identified_date, stored.identified_date) as identified_date,
+        {%- for name in count_columns %}
+        coalesce(recomputed.{{ name }}, 0) as {{ name }},
+        {%- endfor %}
+        coalesce(recomputed.revenue, 0) as revenue
+    from recomputed
+    full outer join (
+        select * from {{ this }}
+        where activity_date in (select affected_days.activity_date from affected_days)
+    ) as stored
+        on recomputed.customer_id = stored.customer_id
+        and recomputed.activity_date = stored.activity_date
+        and recomputed.identified_date = stored.identified_date
+    where
+        stored.customer_id is null
+        {%- for name in value_columns %}
+        or coalesce(recomputed.{{ name }}, 0) <> stored.{{ name }}
+        {%- endfor %}
+
+),
+
+{% else %}
+
+changes as (
+
+    select * from recomputed
+
+),
+
+{% endif %}
+
+final as (
+
+    select
+        customer_id,
+        activity_date,
+        identified_date,
+        {%- for name in count_columns %}
+        {{ name }}::bigint as {{ name }},
+        {%- endfor %}
+        revenue::double precision as revenue,
+        '{{ run_started_at }}'::timestamptz as _updated_at
+    from changes
 
 )
 

@@ -1,4 +1,32 @@
--- Every event gets its customer_id, including anonymous browsing before the first sign-in on that device.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_id',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['event_id'], 'unique': True},
+            {'columns': ['anonymous_id']},
+            {'columns': ['event_date']},
+            {'columns': ['_updated_at']},
+            {'columns': ['loaded_at']},
+        ],
+    )
+}}
+-- Every event with the customer it belongs to and when that became known (point-in-time stitching).
+--
+-- * An event with a userId belongs to that customer, known at its own time.
+-- * An anonymous event belongs to the customer its device was linked to at that moment (the identity
+--   graph episode it falls in), known at its own time; an anonymous event from before the device's first
+--   link (browsing before the first sign-in) belongs to the first customer that signed in on the device,
+--   known only from that link's time. A snapshot at T therefore counts an event only if
+--   `identified_at < T`: it never uses a link made after T.
+-- * Events nobody can be linked to yet keep `customer_id` null, so a later link can claim them.
+--
+-- Incremental: new events (loaded since the last run, minus the `lookback` var) are stitched, and so are
+-- the stored events of every device a new identity event touches (a late sign-in re-attributes that
+-- device's earlier browsing). Only rows that are new or whose attribution changed are written; their
+-- `_updated_at` tells the downstream models what to recompute.
 with
 
 events as (
@@ -7,21 +35,155 @@ events as (
 
 ),
 
-identities as (
+graph as (
 
-    select * from {{ ref('int_anonymous_ids_mapped_to_customers') }}
+    select * from {{ ref('int_identity_graph') }}
+
+),
+
+{% if is_incremental() %}
+
+new_events as (
+
+    select * from events
+    where loaded_at > {{ loaded_since(this) }}
+
+),
+
+relinked_devices as (
+
+    select anonymous_id as device_id from new_events
+    where (event_type in ('identify', 'alias') or event_name in ('signed_in', 'signed_up'))
+        and anonymous_id is not null
+    union
+    select previous_id from new_events
+    where event_type = 'alias' and previous_id is not null
+
+),
+
+candidates as (
+
+    select
+        event_id, event_type, event_name, user_id, anonymous_id, event_at, event_date, loaded_at,
+        product_id, product_name, product_category, product_price, product_quantity, order_id,
+        order_revenue, currency, order_products, page_url, page_path, page_referrer, utm_source,
+        utm_medium, utm_campaign, device_type, email_campaign_id
+    from new_events
+
+    union all
+
+    select
+        stored.event_id, stored.event_type, stored.event_name, stored.user_id, stored.anonymous_id,
+        stored.event_at, stored.event_date, stored.loaded_at, stored.product_id, stored.product_name,
+        stored.product_category, stored.product_price, stored.product_quantity, stored.order_id,
+        stored.order_revenue, stored.currency, stored.order_products, stored.page_url, stored.page_path,
+        stored.page_referrer, stored.utm_source, stored.utm_medium, stored.utm_campaign,
+        stored.device_type, stored.email_campaign_id
+    from {{ this }} as stored
+    inner join relinked_devices on stored.anonymous_id = relinked_devices.device_id
+    where stored.user_id is null
+        and stored.event_id not in (select new_events.event_id from new_events)
+
+),
+
+{% else %}
+
+candidates as (
+
+    select
+        event_id, event_type, event_name, user_id, anonymous_id, event_at, event_date, loaded_at,
+        product_id, product_name, product_category, product_price, product_quantity, order_id,
+        order_revenue, currency, order_products, page_url, page_path, page_referrer, utm_source,
+        utm_medium, utm_campaign, device_type, email_campaign_id
+    from events
+
+),
+
+{% endif %}
+
+first_episodes as (
+
+    select * from graph where episode_number = 1
+
+),
+
+anonymous_attribution as (
+
+    -- For each anonymous-only event: the episode it falls in, else the device's first episode.
+    select
+        candidates.event_id,
+        coalesce(current_episode.customer_id, first_episodes.customer_id) as customer_id,
+        case
+            when current_episode.customer_id is not null then candidates.event_at
+            else first_episodes.valid_from
+        end as identified_at
+    from candidates
+    left join graph as current_episode
+        on candidates.anonymous_id = current_episode.anonymous_id
+        and candidates.event_at >= current_episode.valid_from
+        and (current_episode.valid_to is null or candidates.event_at < current_episode.valid_to)
+    left join first_episodes
+        on candidates.anonymous_id = first_episodes.anonymous_id
+    where candidates.user_id is null
+
+),
+
+stitched as (
+
+    select
+        candidates.*,
+        coalesce(candidates.anonymous_id, 'user:' || candidates.user_id) as visitor_key,
+        coalesce(candidates.user_id, anonymous_attribution.customer_id) as customer_id,
+        case
+            when candidates.user_id is not null then candidates.event_at
+            else anonymous_attribution.identified_at
+        end as identified_at
+    from candidates
+    left join anonymous_attribution on candidates.event_id = anonymous_attribution.event_id
 
 ),
 
 final as (
 
     select
-        events.*,
-        coalesce(events.user_id, identities.customer_id) as customer_id
-    from events
-    left join identities on events.anonymous_id = identities.anonymous_id
+        stitched.event_id,
+        stitched.event_type,
+        stitched.event_name,
+        stitched.visitor_key,
+        stitched.user_id,
+        stitched.anonymous_id,
+        stitched.customer_id,
+        stitched.event_at,
+        stitched.event_date,
+        stitched.identified_at,
+        {{ utc_date('stitched.identified_at') }} as identified_date,
+        stitched.loaded_at,
+        stitched.product_id,
+        stitched.product_name,
+        stitched.product_category,
+        stitched.product_price,
+        stitched.product_quantity,
+        stitched.order_id,
+        stitched.order_revenue,
+        stitched.currency,
+        stitched.order_products,
+        stitched.page_url,
+        stitched.page_path,
+        stitched.page_referrer,
+        stitched.utm_source,
+        stitched.utm_medium,
+        stitched.utm_campaign,
+        stitched.device_type,
+        stitched.email_campaign_id,
+        '{{ run_started_at }}'::timestamptz as _updated_at
+    from stitched
+    {% if is_incremental() %}
+        left join {{ this }} as stored on stitched.event_id = stored.event_id
+        where stored.event_id is null
+            or stored.customer_id is distinct from stitched.customer_id
+            or stored.identified_at is distinct from stitched.identified_at
+    {% endif %}
 
 )
 
 select * from final
-where customer_id is not null

@@ -1,159 +1,428 @@
--- Point-in-time customer features: one row per customer per snapshot date.
--- A snapshot at `event_timestamp` (midnight UTC) uses only events from the days strictly before it, so a
--- training row never sees its own future. Feast reads this table as its offline source.
+{#-
+    Windowed features: (column, daily metric, window in days). `none` = lifetime.
+    Every one is a sum of daily cells, so a snapshot is "the previous snapshot plus what entered minus
+    what left the window", which is how this model computes them (see below).
+-#}
+{%- set windowed = [] -%}
+{%- for metric in ['page_views', 'product_views', 'cart_adds', 'cart_removes', 'checkouts', 'orders',
+                   'revenue', 'sessions', 'email_opens', 'email_clicks', 'abandoned_carts'] -%}
+    {%- for days in [1, 7, 30, 90] -%}
+        {%- do windowed.append((metric ~ '_' ~ days ~ 'd', metric, days)) -%}
+    {%- endfor -%}
+{%- endfor -%}
+{%- do windowed.append(('events_7d', 'events', 7)) -%}
+{%- do windowed.append(('active_days_7d', 'is_active_day', 7)) -%}
+{%- do windowed.append(('active_days_30d', 'is_active_day', 30)) -%}
+{%- do windowed.append(('active_days_total', 'is_active_day', none)) -%}
+{%- do windowed.append(('orders_total', 'orders', none)) -%}
+{%- do windowed.append(('revenue_total', 'revenue', none)) -%}
+{%- for category in var('affinity_categories') -%}
+    {%- do windowed.append(('product_views_90d_' ~ category, 'product_views_' ~ category, 90)) -%}
+{%- endfor -%}
+{%- set window_days = [1, 7, 30, 90] -%}
+{%- set money = windowed | selectattr(1, 'equalto', 'revenue') | map(attribute=0) | list -%}
+{#- Running state that is not a sum: first/last active day and last order day. -#}
+{%- set state_dates = ['first_seen_on', 'last_event_on', 'last_order_on'] -%}
+{%- set rfm_columns = ['rfm_recency_score', 'rfm_frequency_score', 'rfm_monetary_score'] -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['customer_id', 'snapshot_date'],
+        on_schema_change='append_new_columns',
+        indexes=[
+            {'columns': ['customer_id', 'snapshot_date'], 'unique': True},
+            {'columns': ['snapshot_date']},
+            {'columns': ['_updated_at']},
+        ],
+    )
+}}
+-- Point-in-time customer features: one row per customer per day from the first day they are known to
+-- the last day of data. The row at `event_timestamp` (midnight UTC) counts an event only if it happened
+-- before that midnight AND was attributable to the customer before it (`identified_at`, see
+-- int_events_stitched_to_customers): it never sees its own future, including identity links made later.
+--
+-- How: a daily cell (activity day a, known from day k) starts counting at snapshot day
+-- `starts_on = max(a, k) + 1` and, for a w-day window, stops at `max(starts_on, a + w + 1)`. Each cell
+-- becomes a +value and a -value "delta" on those days; a snapshot is the running sum of the deltas.
+--
+-- Incremental: for each customer the recompute starts at the earliest snapshot a changed daily cell
+-- reaches (any age: late events correct exactly the snapshots they belong to) or at the first new day
+-- of data; it continues from the stored row of the day before. RFM quintiles compare customers within a
+-- snapshot, so where a recomputed row's RFM inputs change, the other customers' stored scores for that
+-- day are recomputed too and written only if they change.
 with
 
 daily as (
 
-    select * from {{ ref('int_customer_activity_aggregated_to_days') }}
+    select
+        *,
+        -- A day counts as active once, from the first of its cells that is known.
+        case
+            when events > 0 and row_number() over (
+                partition by customer_id, activity_date order by (events > 0) desc, identified_date
+            ) = 1 then 1 else 0
+        end as is_active_day,
+        greatest(activity_date, identified_date) + 1 as starts_on
+    from {{ ref('int_customer_activity_aggregated_to_days') }}
 
 ),
 
 bounds as (
 
-    select max(activity_date) as last_activity_date from daily
+    select max(identified_date) + 1 as last_snapshot_on from daily
 
 ),
 
-first_seen as (
+{% if is_incremental() %}
 
-    select customer_id, min(activity_date) as first_activity_date
-    from daily
-    group by 1
-
-),
-
-customer_days as (
-
-    -- Dense calendar from each customer's first active day to the last day in the data, so windows
-    -- can be expressed as row ranges.
-    select
-        first_seen.customer_id,
-        first_seen.first_activity_date,
-        calendar.day::date as activity_date
-    from first_seen
-    cross join bounds
-    cross join lateral generate_series(
-        first_seen.first_activity_date, bounds.last_activity_date, interval '1 day'
-    ) as calendar (day)
-
-),
-
-filled as (
+stored_bounds as (
 
     select
-        customer_days.customer_id,
-        customer_days.first_activity_date,
-        customer_days.activity_date,
-        coalesce(daily.events, 0) as events,
-        coalesce(daily.page_views, 0) as page_views,
-        coalesce(daily.product_views, 0) as product_views,
-        coalesce(daily.cart_adds, 0) as cart_adds,
-        coalesce(daily.cart_removes, 0) as cart_removes,
-        coalesce(daily.checkouts, 0) as checkouts,
-        coalesce(daily.orders, 0) as orders,
-        coalesce(daily.revenue, 0) as revenue,
-        coalesce(daily.email_opens, 0) as email_opens,
-        coalesce(daily.email_clicks, 0) as email_clicks
-    from customer_days
-    left join daily
-        on customer_days.customer_id = daily.customer_id
-        and customer_days.activity_date = daily.activity_date
+        max(snapshot_date) as last_snapshot_on,
+        max(_updated_at) as updated_through
+    from {{ this }}
 
 ),
 
-windowed as (
+targets as (
+
+    select customer_id, min(recompute_from) as recompute_from
+    from (
+        select customer_id, starts_on as recompute_from
+        from daily
+        where _updated_at > (select stored_bounds.updated_through from stored_bounds)
+        union all
+        -- New days of data: every known customer gets the new snapshots.
+        select stored.customer_id, stored.snapshot_date + 1
+        from {{ this }} as stored
+        where stored.snapshot_date = (select stored_bounds.last_snapshot_on from stored_bounds)
+    ) as reasons
+    group by customer_id
+
+),
+
+base as (
+
+    select
+        targets.customer_id,
+        targets.recompute_from,
+        {%- for name, _, _ in windowed %}
+        coalesce(stored.{{ name }}, 0) as base_{{ name }},
+        {%- endfor %}
+        {%- for name in state_dates %}
+        stored.{{ name }} as base_{{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from targets
+    left join {{ this }} as stored
+        on targets.customer_id = stored.customer_id
+        and stored.snapshot_date = targets.recompute_from - 1
+
+),
+
+{% else %}
+
+base as (
 
     select
         customer_id,
-        -- Features through the end of activity_date describe the customer at the next midnight.
-        (activity_date + 1)::timestamp at time zone 'UTC' as event_timestamp,
-        activity_date + 1 as snapshot_date,
-        activity_date + 1 - first_activity_date as tenure_days,
-        (sum(events) over last_7d)::bigint as events_7d,
-        (count(*) filter (where events > 0) over last_7d)::bigint as active_days_7d,
-        (count(*) filter (where events > 0) over last_30d)::bigint as active_days_30d,
-        (count(*) filter (where events > 0) over lifetime)::bigint as active_days_total,
-        (sum(page_views) over last_7d)::bigint as page_views_7d,
-        (sum(page_views) over last_30d)::bigint as page_views_30d,
-        (sum(page_views) over last_90d)::bigint as page_views_90d,
-        (sum(product_views) over last_1d)::bigint as product_views_1d,
-        (sum(product_views) over last_7d)::bigint as product_views_7d,
-        (sum(product_views) over last_30d)::bigint as product_views_30d,
-        (sum(product_views) over last_90d)::bigint as product_views_90d,
-        (sum(cart_adds) over last_7d)::bigint as cart_adds_7d,
-        (sum(cart_adds) over last_30d)::bigint as cart_adds_30d,
-        (sum(cart_adds) over last_90d)::bigint as cart_adds_90d,
-        (sum(cart_removes) over last_30d)::bigint as cart_removes_30d,
-        (sum(checkouts) over last_30d)::bigint as checkouts_30d,
-        (sum(checkouts) over last_7d)::bigint as checkouts_7d,
-        (sum(orders) over last_7d)::bigint as orders_7d,
-        (sum(orders) over last_30d)::bigint as orders_30d,
-        (sum(orders) over last_90d)::bigint as orders_90d,
-        (sum(revenue) over last_30d)::double precision as revenue_30d,
-        (sum(orders) over lifetime)::bigint as orders_total,
-        (sum(revenue) over lifetime)::double precision as revenue_total,
-        (sum(email_opens) over last_30d)::bigint as email_opens_30d,
-        (sum(email_clicks) over last_30d)::bigint as email_clicks_30d,
-        activity_date + 1 - max(case when events > 0 then activity_date end) over lifetime
-            as days_since_last_event,
-        activity_date + 1 - max(case when orders > 0 then activity_date end) over lifetime
-            as days_since_last_order_raw
-    from filled
-    window
-        customer_window as (partition by customer_id order by activity_date),
-        last_1d as (customer_window rows between current row and current row),
-        last_7d as (customer_window rows between 6 preceding and current row),
-        last_30d as (customer_window rows between 29 preceding and current row),
-        last_90d as (customer_window rows between 89 preceding and current row),
-        lifetime as (customer_window rows between unbounded preceding and current row)
+        min(starts_on) as recompute_from,
+        {%- for name, _, _ in windowed %}
+        0 as base_{{ name }},
+        {%- endfor %}
+        {%- for name in state_dates %}
+        null::date as base_{{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from daily
+    group by customer_id
 
 ),
+
+{% endif %}
+
+cells as (
+
+    select
+        daily.*,
+        base.recompute_from
+    from daily
+    inner join base on daily.customer_id = base.customer_id
+    cross join bounds
+    where
+        -- The cell changes some snapshot in [recompute_from, last_snapshot_on].
+        (daily.starts_on >= base.recompute_from and daily.starts_on <= bounds.last_snapshot_on)
+        {%- for days in window_days %}
+        or (
+            greatest(daily.starts_on, daily.activity_date + {{ days + 1 }}) >= base.recompute_from
+            and daily.activity_date + {{ days + 1 }} <= bounds.last_snapshot_on
+        )
+        {%- endfor %}
+
+),
+
+deltas as (
+
+    -- The cell enters every window on starts_on...
+    select
+        customer_id,
+        starts_on as delta_on,
+        {%- for name, metric, _ in windowed %}
+        {{ metric }} as {{ name }},
+        {%- endfor %}
+        case when events > 0 then activity_date end as active_on,
+        case when orders > 0 then activity_date end as ordered_on
+    from cells
+    where starts_on >= recompute_from
+    {%- for days in window_days %}
+
+    union all
+
+    -- ...and leaves the {{ days }}-day windows {{ days }} days after its activity day.
+    select
+        customer_id,
+        greatest(starts_on, activity_date + {{ days + 1 }}) as delta_on,
+        {%- for name, metric, window in windowed %}
+        {% if window == days %}-{{ metric }}{% else %}0{% endif %} as {{ name }},
+        {%- endfor %}
+        null::date as active_on,
+        null::date as ordered_on
+    from cells
+    where greatest(starts_on, activity_date + {{ days + 1 }}) >= recompute_from
+    {%- endfor %}
+
+),
+
+daily_deltas as (
+
+    select
+        customer_id,
+        delta_on,
+        {%- for name, _, _ in windowed %}
+        sum({{ name }}) as {{ name }},
+        {%- endfor %}
+        min(active_on) as first_active_on,
+        max(active_on) as last_active_on,
+        max(ordered_on) as last_ordered_on
+    from deltas
+    group by customer_id, delta_on
+
+),
+
+calendar as (
+
+    select
+        base.*,
+        day::date as snapshot_date
+    from base
+    cross join bounds
+    cross join lateral generate_series(
+        base.recompute_from, bounds.last_snapshot_on, interval '1 day'
+    ) as days (day)
+
+),
+
+running as (
+
+    select
+        calendar.customer_id,
+        calendar.snapshot_date,
+        {%- for name, _, _ in windowed %}
+        calendar.base_{{ name }} + sum(coalesce(daily_deltas.{{ name }}, 0)) over customer_days
+            as {{ name }},
+        {%- endfor %}
+        least(calendar.base_first_seen_on, min(daily_deltas.first_active_on) over customer_days)
+            as first_seen_on,
+        greatest(calendar.base_last_event_on, max(daily_deltas.last_active_on) over customer_days)
+            as last_event_on,
+        greatest(calendar.base_last_order_on, max(daily_deltas.last_ordered_on) over customer_days)
+            as last_order_on
+    from calendar
+    left join daily_deltas
+        on calendar.customer_id = daily_deltas.customer_id
+        and calendar.snapshot_date = daily_deltas.delta_on
+    window customer_days as (
+        partition by calendar.customer_id order by calendar.snapshot_date rows unbounded preceding
+    )
+
+),
+
+recomputed as (
+
+    select
+        customer_id,
+        (snapshot_date::timestamp at time zone 'UTC') as event_timestamp,
+        snapshot_date,
+        (snapshot_date - first_seen_on)::bigint as tenure_days,
+        {%- for name, _, _ in windowed %}
+        {{ name }}::{{ 'double precision' if name in money else 'bigint' }} as {{ name }},
+        {%- endfor %}
+        case when orders_total > 0 then revenue_total::double precision / orders_total else 0 end
+            as avg_order_value,
+        (snapshot_date - last_event_on)::bigint as days_since_last_event,
+        -- Never ordered: as if the last order were just before the customer was first seen.
+        coalesce(snapshot_date - last_order_on, snapshot_date - first_seen_on + 1)::bigint
+            as days_since_last_order,
+        (orders_total > 0)::int::bigint as is_buyer,
+        first_seen_on,
+        last_event_on,
+        last_order_on
+    from running
+    -- Before the first known activity there is no customer yet.
+    where first_seen_on is not null
+
+),
+
+{% if is_incremental() %}
+
+rfm_days as (
+
+    -- Snapshot days where a recomputed row's RFM inputs differ from what is stored (or are new).
+    select distinct recomputed.snapshot_date
+    from recomputed
+    left join {{ this }} as stored
+        on recomputed.customer_id = stored.customer_id
+        and recomputed.snapshot_date = stored.snapshot_date
+    where stored.customer_id is null
+        or stored.orders_total is distinct from recomputed.orders_total
+        or stored.revenue_total is distinct from recomputed.revenue_total
+        or stored.last_order_on is distinct from recomputed.last_order_on
+
+),
+
+rfm_population as (
+
+    select customer_id, snapshot_date, orders_total, revenue_total, last_order_on
+    from recomputed
+    where snapshot_date in (select rfm_days.snapshot_date from rfm_days)
+    union all
+    select stored.customer_id, stored.snapshot_date, stored.orders_total, stored.revenue_total,
+        stored.last_order_on
+    from {{ this }} as stored
+    where stored.snapshot_date in (select rfm_days.snapshot_date from rfm_days)
+        and not exists (
+            select 1 from recomputed
+            where recomputed.customer_id = stored.customer_id
+                and recomputed.snapshot_date = stored.snapshot_date
+        )
+
+),
+
+{% else %}
+
+rfm_population as (
+
+    select customer_id, snapshot_date, orders_total, revenue_total, last_order_on from recomputed
+
+),
+
+{% endif %}
+
+rfm as (
+
+    -- Quintiles among the customers known at the same snapshot (5 = best); ties share a score.
+    select
+        customer_id,
+        snapshot_date,
+        {{ quintile_score("coalesce(last_order_on, '0001-01-01'::date)", 'snapshot_date') }}
+            as rfm_recency_score,
+        {{ quintile_score('orders_total', 'snapshot_date') }} as rfm_frequency_score,
+        {{ quintile_score('revenue_total', 'snapshot_date') }} as rfm_monetary_score
+    from rfm_population
+
+),
+
+{%- set category_columns = var('affinity_categories') | map('string') | list %}
+
+scored as (
+
+    select
+        recomputed.*,
+        {%- for name in rfm_columns %}
+        {%- if is_incremental() %}
+        coalesce(rfm.{{ name }}, stored.{{ name }}) as {{ name }},
+        {%- else %}
+        rfm.{{ name }},
+        {%- endif %}
+        {%- endfor %}
+        {{ category_affinity('recomputed', category_columns) }}
+    from recomputed
+    left join rfm
+        on recomputed.customer_id = rfm.customer_id
+        and recomputed.snapshot_date = rfm.snapshot_date
+    {%- if is_incremental() %}
+    left join {{ this }} as stored
+        on recomputed.customer_id = stored.customer_id
+        and recomputed.snapshot_date = stored.snapshot_date
+    {%- endif %}
+
+),
+
+{% if is_incremental() %}
+
+rescored as (
+
+    -- Other customers' stored rows whose RFM scores move because the population changed.
+    select
+        stored.customer_id,
+        stored.event_timestamp,
+        stored.snapshot_date,
+        stored.tenure_days,
+        {%- for name, _, _ in windowed %}
+        stored.{{ name }},
+        {%- endfor %}
+        stored.avg_order_value,
+        stored.days_since_last_event,
+        stored.days_since_last_order,
+        stored.is_buyer,
+        stored.first_seen_on,
+        stored.last_event_on,
+        stored.last_order_on,
+        {%- for name in rfm_columns %}
+        rfm.{{ name }},
+        {%- endfor %}
+        stored.top_category_90d,
+        stored.top_category_share_90d
+    from {{ this }} as stored
+    inner join rfm
+        on stored.customer_id = rfm.customer_id
+        and stored.snapshot_date = rfm.snapshot_date
+    where not exists (
+            select 1 from recomputed
+            where recomputed.customer_id = stored.customer_id
+                and recomputed.snapshot_date = stored.snapshot_date
+        )
+        and (
+            {%- for name in rfm_columns %}
+            stored.{{ name }} <> rfm.{{ name }}{{ " or" if not loop.last }}
+            {%- endfor %}
+        )
+
+),
+
+changed as (
+
+    select * from scored
+    union all
+    select * from rescored
+
+),
+
+{% else %}
+
+changed as (
+
+    select * from scored
+
+),
+
+{% endif %}
 
 final as (
 
     select
-        customer_id,
-        event_timestamp,
-        snapshot_date,
-        tenure_days,
-        events_7d,
-        active_days_7d,
-        active_days_30d,
-        active_days_total,
-        page_views_7d,
-        page_views_30d,
-        page_views_90d,
-        product_views_1d,
-        product_views_7d,
-        product_views_30d,
-        product_views_90d,
-        cart_adds_7d,
-        cart_adds_30d,
-        cart_adds_90d,
-        cart_removes_30d,
-        checkouts_7d,
-        checkouts_30d,
-        orders_7d,
-        orders_30d,
-        orders_90d,
-        revenue_30d,
-        orders_total,
-        revenue_total,
-        case when orders_total > 0 then (revenue_total / orders_total)::double precision else 0 end
-            as avg_order_value,
-        email_opens_30d,
-        email_clicks_30d,
-        days_since_last_event,
-        -- Never ordered: as if the last order were just before the customer was first seen.
-        coalesce(days_since_last_order_raw, tenure_days + 1) as days_since_last_order,
-        (orders_total > 0)::int as is_buyer,
-        -- RFM quintiles among the customers known at the same snapshot (5 = best).
-        ntile(5) over (partition by snapshot_date order by coalesce(days_since_last_order_raw, 100000) desc)
-            as rfm_recency_score,
-        ntile(5) over (partition by snapshot_date order by orders_total) as rfm_frequency_score,
-        ntile(5) over (partition by snapshot_date order by revenue_total) as rfm_monetary_score
-    from windowed
+        *,
+        '{{ run_started_at }}'::timestamptz as _updated_at
+    from changed
 
 )
 

@@ -1,0 +1,60 @@
+{#- Small SQL helpers shared by the models. -#}
+
+{#- Event names as the contract normalises them: `Order Completed` = `order_completed`. -#}
+{% macro normalise_event_name(column) -%}
+    trim(both '_' from regexp_replace(lower(trim({{ column }})), '[^0-9a-z]+', '_', 'g'))
+{%- endmacro %}
+
+{#- A JSON value as numeric when it is a JSON number (or a numeric string), else null. -#}
+{% macro json_number(json_path) -%}
+    case
+        when jsonb_typeof({{ json_path }}) = 'number' then ({{ json_path }})::text::numeric
+        when jsonb_typeof({{ json_path }}) = 'string'
+            and ({{ json_path }} #>> '{}') ~ '^\s*-?[0-9]+(\.[0-9]+)?\s*$'
+            then ({{ json_path }} #>> '{}')::numeric
+    end
+{%- endmacro %}
+
+{#- The UTC calendar date of a timestamptz. -#}
+{% macro utc_date(column) -%}
+    ({{ column }} at time zone 'UTC')::date
+{%- endmacro %}
+
+{#-
+    Quintile score 1..5 (5 = best, i.e. highest in `order_by`) within `partition_by`. Ties get the same
+    score (the score of the tie's lowest rank), so the result never depends on row order: recomputing a
+    snapshot gives the same scores.
+-#}
+{% macro quintile_score(order_by, partition_by=none) -%}
+    least(5, 1 + floor(5 * percent_rank() over (
+        {%- if partition_by %} partition by {{ partition_by }}{% endif %} order by {{ order_by }}
+    )))::int
+{%- endmacro %}
+
+{#-
+    Named RFM segment from the recency score and the frequency+monetary score (1..5 each), on the
+    common RFM grid: recency down, frequency/monetary across. Complete: every (r, fm) pair has a name.
+-#}
+{% macro rfm_segment(recency_score, fm_score) -%}
+    case
+        when {{ recency_score }} >= 4 and {{ fm_score }} >= 4 then 'champions'
+        when {{ recency_score }} >= 4 and {{ fm_score }} >= 2 then 'potential loyalists'
+        when {{ recency_score }} >= 4 then 'new'
+        when {{ recency_score }} = 3 and {{ fm_score }} >= 3 then 'loyal'
+        when {{ recency_score }} = 3 then 'hibernating'
+        when {{ fm_score }} = 5 then 'can''t lose'
+        when {{ fm_score }} >= 3 then 'at risk'
+        when {{ recency_score }} = 2 then 'hibernating'
+        else 'lost'
+    end
+{%- endmacro %}
+
+{#- The newest `loaded_at` an incremental model has seen, minus the `lookback` var. -#}
+{% macro loaded_since(relation) -%}
+    (select coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '{{ var("lookback") }}' from {{ relation }})
+{%- endmacro %}
+
+{#- The newest `_updated_at` (dbt run start) of an incremental model: rows upstream changed after it are new to it. -#}
+{% macro updated_since(relation) -%}
+    (select coalesce(max(_updated_at), '-infinity'::timestamptz) from {{ relation }})
+{%- endmacro %}

@@ -1,0 +1,25 @@
+-- Product categories as seen in events, with their products' engagement and sales.
+with
+
+products as (
+
+    select * from {{ ref('products') }}
+
+),
+
+final as (
+
+    select
+        product_category,
+        count(*) as products,
+        sum(views) as views,
+        sum(cart_adds) as cart_adds,
+        sum(orders) as orders,
+        sum(units_sold) as units_sold,
+        sum(revenue) as revenue
+    from products
+    group by product_category
+
+)
+
+select * from final
