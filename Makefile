@@ -13,7 +13,11 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format clean
+.PHONY: help install demo test test-fast lint format clean airflow
+# System packages the browser and compose tests use (Debian's; installed by `make test` when missing).
+CHROMIUM := /usr/bin/chromium
+DOCKER_COMPOSE := /usr/bin/docker-compose
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,8 +34,15 @@ install: $(STAMP) ## Create .venv and install Pulse with its pinned dependencies
 demo: $(STAMP) ## Run the whole flow on simulated data (about 2,000 customers, 60 days) and print a report
 	$(BIN)/pulse demo
 
-test: $(STAMP) ## Run the test suite against real PostgreSQL, Redis, dbt, Feast and Airflow
+test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) ## Run the test suite against real PostgreSQL, Redis, dbt, Feast and Airflow
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+
+$(CHROMIUM) $(DOCKER_COMPOSE):
+	@command -v apt-get >/dev/null 2>&1 || { echo "$@ is missing and apt-get is not available: install Debian's $(notdir $@) package"; exit 1; }
+	apt-get update -qq && $(APT_INSTALL) $(notdir $@)
+
+airflow: $(STAMP) ## Start Airflow (standalone) with Pulse's DAGs; prints the UI address and login
+	$(BIN)/pulse airflow
 
 test-fast: $(STAMP) ## Unit tests only (no end-to-end runs)
 	$(BIN)/python -m pytest -m "not e2e" -n $(WORKERS)
