@@ -111,7 +111,12 @@ def simulate(
 
 
 @app.command()
-def ingest(path: str = typer.Argument(..., help="A JSONL file, a directory of them, or a glob.")) -> None:
+def ingest(
+    path: str = typer.Argument(
+        ...,
+        help="A JSONL, CSV or Segment batch (.json) file (optionally .gz), a directory of them, or a glob.",
+    ),
+) -> None:
     """Load events into raw.events (COPY, idempotent on messageId); bad lines go to raw.events_rejected."""
     from pulse.events.ingest import expand_paths, ingest_path
 
@@ -131,6 +136,76 @@ def ingest(path: str = typer.Argument(..., help="A JSONL file, a directory of th
     )
     if result.rejected:
         console.print("see why: select reason, payload from raw.events_rejected order by rejected_at desc;")
+
+
+@app.command("import-orders")
+def import_orders(
+    path: Path = typer.Argument(
+        ..., help="A CSV of orders (transactions only).", exists=True, dir_okay=False
+    ),
+    customer_column: str = typer.Option("customer_id", help="Column with the customer id."),
+    timestamp_column: str = typer.Option("order_timestamp", help="Column with the order time."),
+    amount_column: str = typer.Option("amount", help="Column with the order amount."),
+    quantity_column: str = typer.Option("quantity", help="Optional column with the item count."),
+    order_id_column: str = typer.Option("order_id", help="Optional column with the order id."),
+    date_format: str | None = typer.Option(
+        None, help="strptime format of the timestamps, e.g. '%d/%m/%Y %H:%M'; default ISO 8601."
+    ),
+    timezone: str = typer.Option("UTC", help="Time zone of timestamps written without an offset."),
+    currency: str | None = typer.Option(None, help="Currency code to record on every order, e.g. EUR."),
+    delimiter: str = typer.Option(",", help="CSV delimiter."),
+) -> None:
+    """Load transactions-only data: each row becomes an `Order Completed` event (re-importing adds nothing)."""
+    from pulse.events.orders import OrderColumns
+    from pulse.events.orders import import_orders as run
+
+    columns = OrderColumns(
+        customer_id=customer_column,
+        order_timestamp=timestamp_column,
+        amount=amount_column,
+        quantity=quantity_column,
+        order_id=order_id_column,
+    )
+    with _progress(bytes_=True) as progress:
+        task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
+        try:
+            result = run(
+                path,
+                get_settings(),
+                columns=columns,
+                date_format=date_format,
+                timezone=timezone,
+                currency=currency,
+                delimiter=delimiter,
+                progress=lambda n: progress.advance(task, n),
+            )
+        except ValueError as error:
+            _fail(str(error))
+    console.print(
+        f"[green]{result.inserted:,} new orders[/], {result.duplicates:,} already loaded, "
+        f"[{'red' if result.rejected else 'green'}]{result.rejected:,} rejected[/] from {result.lines:,} rows"
+    )
+    if result.rejected:
+        console.print("see why: select reason, payload from raw.events_rejected order by rejected_at desc;")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one)."),
+    port: int = typer.Option(8000, help="Port."),
+    workers: int = typer.Option(1, help="uvicorn worker processes."),
+) -> None:
+    """Run the collector: Segment's HTTP Tracking API (/v1/batch, /v1/track, ...) into raw.events; GET /health."""
+    from pulse import db
+    from pulse.collector import serve as run
+
+    settings = get_settings()
+    db.create_schemas(settings)
+    console.print(
+        f"[green]collector[/] on http://{host}:{port} (POST /v1/batch, /v1/track, ...; GET /health); "
+        "write key from PULSE_WRITE_KEY"
+    )
+    run(host=host, port=port, workers=workers)
 
 
 @app.command()
@@ -265,49 +340,6 @@ def demo(
     audiences()
     console.rule("[bold]Results")
     report()
-
-
-@app.command()
-def airflow(
-    port: int = typer.Option(8080, help="Port of the Airflow UI and API."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one)."),
-    paused: bool = typer.Option(
-        False, "--paused", help="Create the DAGs paused (default: unpaused, so the schedules run)."
-    ),
-) -> None:
-    """Start Airflow (standalone) with Pulse's DAGs and plugins; print the UI address and login. Ctrl-C stops it."""
-    import signal
-
-    from pulse.pipeline import AIRFLOW_USER, start_airflow
-
-    settings = get_settings()
-    with console.status("starting Airflow (first start migrates its database: about a minute)"):
-        try:
-            running = start_airflow(settings, port=port, host=host, paused=paused)
-        except (RuntimeError, TimeoutError) as error:
-            _fail(str(error))
-
-    def stop_on_sigterm(*_) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    console.print(f"[green]Airflow is up[/] (log: {running.log_path})")
-    out.print(f"Airflow UI: {running.url}", highlight=False)
-    out.print(f"login: {AIRFLOW_USER} / {running.password()}", highlight=False)
-    out.print(f"(password file: {running.password_file})", highlight=False)
-    console.print(
-        "Pulse DAGs: pulse_ingest -> pulse_transform -> pulse_features -> pulse_score_audiences; pulse_train weekly"
-    )
-    console.print(f"Drop event files into {settings.landing_dir} for pulse_ingest. Ctrl-C stops Airflow.")
-    try:
-        running.process.wait()
-        console.print(
-            f"[red]airflow standalone exited ({running.process.returncode}); see {running.log_path}"
-        )
-    except KeyboardInterrupt:
-        console.print("stopping Airflow")
-    finally:
-        running.stop()
 
 
 def _dbt_line(status, line: str) -> None:

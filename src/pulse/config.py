@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default="pulse", description="Feast project name (a namespace in the registry)."
     )
     label_days: int = Field(default=14, description="Purchase-propensity label window in days.")
+    phone_region: str = Field(
+        default="US", description="Region assumed for phone numbers written without a country code (E.164)."
+    )
+    collector_ack_timeout: float = Field(
+        default=10.0, description="Seconds the collector waits for a COMMIT before answering 503."
+    )
 
     @property
     def home_dir(self) -> Path:

@@ -104,7 +104,7 @@ def validation_reason(error: Exception) -> str:
             if item["type"] == "json_invalid":
                 return "invalid JSON: " + str(item.get("ctx", {}).get("error", item["msg"]))
             where = ".".join(str(x) for x in item["loc"]) or "event"
-            parts.append(f"{where}: {item['msg']}")
+            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         return "; ".join(parts)
     if isinstance(error, ValueError):
         return str(error)
@@ -141,13 +141,20 @@ def parse_line(line: bytes | str, source: str, line_number: int, received_at: da
 
 
 def parse_payload(
-    payload: Any, source: str, position: int | None, received_at: datetime, raw: bytes | str | None = None
+    payload: Any,
+    source: str,
+    position: int | None,
+    received_at: datetime,
+    raw: bytes | str | None = None,
+    scrub_pii: bool = True,
 ) -> tuple | Rejection:
-    """An already-decoded event (from a batch, a CSV row or the collector) to a row or a rejection."""
+    """An already-decoded event (from a batch, a CSV row or the collector) to a row or a rejection.
+
+    `scrub_pii=False` only when `pii.maybe_pii` found nothing in the event's raw JSON."""
     try:
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
-        row = Event.model_validate(payload).copy_row(source, received_at)
+        row = Event.model_validate(payload).copy_row(source, received_at, scrub_pii=scrub_pii)
         check_storable(row, check_encoding=True)
         return row
     except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:

@@ -39,7 +39,11 @@ class Rejection:
         if isinstance(payload, bytes):
             text = payload.decode("utf-8", "backslashreplace")
         else:
-            text = payload.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            try:  # undecodable bytes read with surrogateescape come back as those bytes
+                data = payload.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # other lone surrogates
+                data = payload.encode("utf-8", "surrogatepass")
+            text = data.decode("utf-8", "backslashreplace")
         text = text.rstrip("\r\n").replace("\x00", "\\x00")
         if len(text) > MAX_REJECTED_PAYLOAD:
             reason = f"{reason} (payload truncated to {MAX_REJECTED_PAYLOAD} of {len(text)} characters)"

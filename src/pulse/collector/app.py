@@ -1,0 +1,369 @@
+"""The collector: Segment's HTTP Tracking API, answered only once events are durable.
+
+Endpoints (as Segment's, so its client libraries and RudderStack's send here unchanged):
+`POST /v1/batch`, `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group`
+(and analytics.js's short forms `/v1/b`, `/v1/t`, ...); `GET /health`.
+
+- Auth: HTTP basic auth with the write key as the user name (password empty), or, as Segment also
+  allows for browsers, `writeKey` in the body. Anything else: 401.
+- Bodies may be gzip (or zlib) encoded (`Content-Encoding`).
+- Limits (Segment's): 32 KB per event, 500 KB per batch, measured on the decoded JSON. Over a limit, or
+  a body that is not JSON or not a batch: 400 with `code` and `message`, and every event of the request
+  is kept in `raw.events_rejected` with that reason (a client does not retry a 400).
+- Per-event validation failures do not fail the request: the valid events are accepted, the others are
+  kept in `raw.events_rejected`, and the 200 body says `accepted`, `rejected` and why.
+- 200 only after COMMIT (see `writer.GroupCommitWriter`); 503 (with `Retry-After`) if PostgreSQL cannot
+  be reached in time. Retries are harmless: `messageId` is the idempotency key. An event without a
+  `messageId` gets a deterministic one (a hash of its content), so its retries are deduplicated too.
+- Clock skew is corrected as Segment does: `timestamp + (receivedAt - sentAt)`, `sentAt` taken from the
+  event or its batch, `receivedAt` being this server's clock when the request arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import zlib
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import psycopg
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pulse.collector.writer import GroupCommitWriter, Hook, Unavailable
+from pulse.config import Settings, get_settings
+from pulse.db import warehouse_url
+from pulse.events.contract import utc_now
+from pulse.events.ingest import parse_payload
+from pulse.events.load import Rejection
+from pulse.events.pii import maybe_pii
+
+log = logging.getLogger(__name__)
+
+KB = 1024
+MAX_EVENT_BYTES = 32 * KB
+MAX_BATCH_BYTES = 500 * KB
+MAX_WIRE_BYTES = 4 * 1024 * KB  # read at most this much of any body (compressed or not)
+MAX_ERRORS_LISTED = 20
+SOURCE = "collector"
+
+CALLS = {
+    "batch": "batch",
+    "b": "batch",
+    "track": "track",
+    "t": "track",
+    "identify": "identify",
+    "i": "identify",
+    "page": "page",
+    "p": "page",
+    "screen": "screen",
+    "s": "screen",
+    "alias": "alias",
+    "a": "alias",
+    "group": "group",
+    "g": "group",
+}
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class Problem(Exception):
+    """A request-level failure: answered with `status`, all of the request's events rejected."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _basic_user(header: str | None) -> str | None:
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.split(":", 1)[0]
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WIRE_BYTES:
+            raise Problem(413, "payload_too_large", f"request body is over {MAX_WIRE_BYTES // KB:,} KB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise Problem(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
+    try:
+        data = inflater.decompress(body, limit + 1)
+        if len(data) <= limit:
+            data += inflater.flush()
+    except zlib.error as error:
+        raise Problem(400, "invalid_encoding", f"could not decompress the {encoding} body: {error}") from None
+    return data
+
+
+def _message_id(event: dict[str, Any]) -> str:
+    """A deterministic id for an event sent without one: the same event retried gets the same id."""
+    content = {k: v for k, v in event.items() if k not in ("sentAt", "receivedAt", "writeKey")}
+    digest = hashlib.sha256(_encode(content)).hexdigest()[:32]
+    return f"pulse-{digest}"
+
+
+class Collector:
+    def __init__(self, settings: Settings, hooks: Sequence[Hook] = ()):
+        self.settings = settings
+        self.url = warehouse_url(settings)
+        self.writer = GroupCommitWriter(self.url, hooks=hooks)
+        self.ack_timeout = settings.collector_ack_timeout
+
+    # -- request handling --------------------------------------------------------------------------
+    async def handle(self, request: Request) -> Response:
+        call = CALLS.get(request.path_params["call"])
+        if call is None:
+            return _json(404, {"success": False, "code": "not_found", "message": "unknown endpoint"})
+        received_at = utc_now()
+        source = f"{SOURCE}:/v1/{call}"
+        header_user = _basic_user(request.headers.get("authorization"))
+        if request.headers.get("authorization") and (
+            header_user is None or not _same(header_user, self.settings.write_key)
+        ):
+            return self._unauthorized()
+
+        try:
+            body = _decompress(
+                await _read_body(request), request.headers.get("content-encoding", ""), MAX_WIRE_BYTES
+            )
+        except Problem as problem:
+            if header_user is None:
+                return self._unauthorized()
+            return await self._reject_request(problem, None, b"", source)
+
+        try:
+            document = _decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
+            if header_user is None:
+                return self._unauthorized()
+            problem = Problem(400, "invalid_json", f"invalid JSON: {error}")
+            return await self._reject_request(problem, None, body, source)
+
+        if header_user is None:
+            key = document.get("writeKey") if isinstance(document, dict) else None
+            if not isinstance(key, str) or not _same(key, self.settings.write_key):
+                return self._unauthorized()
+
+        try:
+            items, defaults = self._events_of(document, call)
+        except Problem as problem:
+            return await self._reject_request(problem, None, body, source)
+        encoded = [_encode(item) for item in items]
+        problem = self._size_problem(len(body), encoded, call)
+        if problem is not None:
+            return await self._reject_request(problem, items, body, source, encoded)
+
+        rows, rejections, errors = [], [], []
+        batch_pii = maybe_pii(_encode(defaults)) if defaults else False
+        for index, (item, raw) in enumerate(zip(items, encoded, strict=True), start=1):
+            event = self._prepare(item, call, defaults, received_at)
+            parsed = parse_payload(
+                event, SOURCE, index, received_at, raw=raw, scrub_pii=batch_pii or maybe_pii(raw)
+            )
+            if isinstance(parsed, Rejection):
+                parsed = Rejection(parsed.payload, parsed.reason, source, index)
+                rejections.append(parsed)
+                if len(errors) < MAX_ERRORS_LISTED:
+                    message_id = item.get("messageId") if isinstance(item, dict) else None
+                    errors.append({"index": index, "messageId": message_id, "reason": parsed.reason})
+            else:
+                rows.append(parsed)
+
+        try:
+            await self._durable(rows, rejections)
+        except Unavailable as error:
+            return _json(
+                503,
+                {"success": False, "code": "unavailable", "message": str(error)},
+                headers={"Retry-After": "1"},
+            )
+        body_out: dict[str, Any] = {"success": True, "accepted": len(rows), "rejected": len(rejections)}
+        if errors:
+            body_out["errors"] = errors
+        return _json(200, body_out)
+
+    @staticmethod
+    def _size_problem(body_size: int, encoded: list[bytes], call: str) -> Problem | None:
+        limit = MAX_BATCH_BYTES if call == "batch" else MAX_EVENT_BYTES
+        if body_size > limit:
+            what = "batch" if call == "batch" else "event"
+            return Problem(
+                400, "payload_too_large", f"{what} is {body_size:,} bytes; the limit is {limit // KB} KB"
+            )
+        for index, raw in enumerate(encoded, start=1):
+            if len(raw) > MAX_EVENT_BYTES:
+                return Problem(
+                    400,
+                    "payload_too_large",
+                    f"event {index} is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES // KB} KB",
+                )
+        return None
+
+    def _unauthorized(self) -> Response:
+        return _json(
+            401,
+            {"success": False, "code": "unauthorized", "message": "a valid write key is required"},
+            headers={"WWW-Authenticate": 'Basic realm="pulse"'},
+        )
+
+    @staticmethod
+    def _events_of(document: Any, call: str) -> tuple[list[Any], dict[str, Any]]:
+        """The request's events and the batch-level defaults (sentAt, context) to apply to them."""
+        if call != "batch":
+            if not isinstance(document, dict):
+                raise Problem(400, "invalid_event", f"expected a JSON object, got {type(document).__name__}")
+            return [document], {}
+        if isinstance(document, list):
+            return document, {}
+        if isinstance(document, dict) and isinstance(document.get("batch"), list):
+            defaults = {k: document[k] for k in ("sentAt", "context") if k in document}
+            return document["batch"], defaults
+        raise Problem(400, "invalid_batch", 'expected {"batch": [...]} or an array of events')
+
+    @staticmethod
+    def _prepare(item: Any, call: str, defaults: dict[str, Any], received_at) -> Any:
+        if not isinstance(item, dict):
+            return item
+        event = dict(item)
+        if call != "batch":
+            event["type"] = call  # the endpoint names the call
+        if "sentAt" not in event and "sentAt" in defaults:
+            event["sentAt"] = defaults["sentAt"]
+        batch_context = defaults.get("context")
+        if isinstance(batch_context, dict):
+            own = event.get("context")
+            event["context"] = {**batch_context, **own} if isinstance(own, dict) else batch_context
+        event["receivedAt"] = received_at  # this server's clock, whatever the client claimed
+        if not event.get("messageId"):
+            event["messageId"] = _message_id(item)
+        return event
+
+    async def _reject_request(
+        self,
+        problem: Problem,
+        items: list[Any] | None,
+        body: bytes,
+        source: str,
+        encoded: list[bytes] | None = None,
+    ) -> Response:
+        """Keep every event of a refused request in raw.events_rejected, then answer its status."""
+        if items and encoded and len(encoded) == len(items):
+            rejections = [
+                Rejection.of(raw, problem.message, source, index)
+                for index, raw in enumerate(encoded, start=1)
+            ]
+        else:
+            rejections = [Rejection.of(body, problem.message, source, None)]
+        try:
+            await self._durable([], rejections)
+        except Unavailable:
+            log.warning("could not record a refused request (%s)", problem.message)
+        return _json(
+            problem.status,
+            {
+                "success": False,
+                "code": problem.code,
+                "message": problem.message,
+                "accepted": 0,
+                "rejected": len(rejections),
+            },
+        )
+
+    async def _durable(self, rows: list[tuple], rejections: list[Rejection]) -> None:
+        if not rows and not rejections:
+            return
+        future = self.writer.submit(rows, rejections)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), self.ack_timeout)
+        except TimeoutError:
+            raise Unavailable(f"not written within {self.ack_timeout:g} s; retry") from None
+
+    # -- health ----------------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        def ping() -> None:
+            with psycopg.connect(self.url, connect_timeout=2) as conn:
+                conn.execute("select 1")
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), 3)
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            return _json(
+                503,
+                {"status": "unavailable", "database": "down", "error": str(error).strip()[:500]},
+            )
+        stats = self.writer.stats
+        return _json(
+            200,
+            {
+                "status": "ok",
+                "database": "up",
+                "queued_events": self.writer.queued_rows,
+                "commits": stats.commits,
+                "events_written": stats.rows,
+            },
+        )
+
+
+def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> Starlette:
+    """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
+    collector = Collector(settings or get_settings(), hooks)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        collector.writer.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(collector.writer.close)
+
+    routes = [
+        Route("/v1/{call:str}", collector.handle, methods=["POST"]),
+        Route("/health", collector.health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(
+                CORSMiddleware, allow_origins=["*"], allow_methods=["POST", "GET"], allow_headers=["*"]
+            )
+        ],
+    )
+    app.state.collector = collector
+    return app
