@@ -342,6 +342,49 @@ def demo(
     report()
 
 
+@app.command()
+def airflow(
+    port: int = typer.Option(8080, help="Port of the Airflow UI and API."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one)."),
+    paused: bool = typer.Option(
+        False, "--paused", help="Create the DAGs paused (default: unpaused, so the schedules run)."
+    ),
+) -> None:
+    """Start Airflow (standalone) with Pulse's DAGs and plugins; print the UI address and login. Ctrl-C stops it."""
+    import signal
+
+    from pulse.pipeline import AIRFLOW_USER, start_airflow
+
+    settings = get_settings()
+    with console.status("starting Airflow (first start migrates its database: about a minute)"):
+        try:
+            running = start_airflow(settings, port=port, host=host, paused=paused)
+        except (RuntimeError, TimeoutError) as error:
+            _fail(str(error))
+
+    def stop_on_sigterm(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    console.print(f"[green]Airflow is up[/] (log: {running.log_path})")
+    out.print(f"Airflow UI: {running.url}", highlight=False)
+    out.print(f"login: {AIRFLOW_USER} / {running.password()}", highlight=False)
+    out.print(f"(password file: {running.password_file})", highlight=False)
+    console.print(
+        "Pulse DAGs: pulse_ingest -> pulse_transform -> pulse_features -> pulse_score_audiences; pulse_train weekly"
+    )
+    console.print(f"Drop event files into {settings.landing_dir} for pulse_ingest. Ctrl-C stops Airflow.")
+    try:
+        running.process.wait()
+        console.print(
+            f"[red]airflow standalone exited ({running.process.returncode}); see {running.log_path}"
+        )
+    except KeyboardInterrupt:
+        console.print("stopping Airflow")
+    finally:
+        running.stop()
+
+
 def _dbt_line(status, line: str) -> None:
     text = line.split("  ", 1)[-1].strip()
     if " START " in f" {text} " or text.startswith(("Finished", "Completed", "Done.")):
