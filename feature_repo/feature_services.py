@@ -10,3 +10,19 @@ purchase_propensity_v1 = FeatureService(
     owner="data-team@pulse.example",
     tags={"model": "purchase_propensity"},
 )
+
+churn_v1 = FeatureService(
+    name="churn_v1",
+    features=[customer_activity],
+    description="Features of the churn model (past buyers with no order in the next 90 days), version 1.",
+    owner="data-team@pulse.example",
+    tags={"model": "churn_90d"},
+)
+
+value_v1 = FeatureService(
+    name="value_v1",
+    features=[customer_activity],
+    description="Features of the predicted-value model (revenue in the next 90 days), version 1.",
+    owner="data-team@pulse.example",
+    tags={"model": "value_90d"},
+)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
 from pulse.db import engine
+from pulse.modeling.tasks import PROPENSITY
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class AudienceDefinition:
 LIKELY_BUYERS = AudienceDefinition(
     name="likely_buyers",
     description="Top decile of purchase propensity for the coming label window.",
-    model_name="purchase_propensity",
+    model_name=PROPENSITY,
     min_percentile=91,
     holdout_pct=10,
 )

@@ -244,36 +244,54 @@ def train(
         None, help="A simulator truth.csv: also report the true-probability AUC."
     ),
 ) -> None:
-    """Train the purchase-propensity model on a time split; record it in ml.model_runs / ml.model_metrics."""
-    from pulse.modeling.train import NotEnoughDataError
+    """Train every prediction task: compare algorithms on a time-split backtest, keep or replace each champion."""
     from pulse.modeling.train import train as run
 
-    with console.status("training purchase propensity"):
-        try:
-            result = run(get_settings(), truth_path=truth)
-        except NotEnoughDataError as error:
-            _fail(str(error))
-    m = result.metrics
-    line = f"[green]{result.run.run_id}[/]: holdout AUC {m['auc']:.3f}"
-    if "true_probability_auc" in m:
-        line += f" (true probabilities: {m['true_probability_auc']:.3f})"
-    console.print(line + f", {result.run.n_train:,} training rows, {result.run.n_holdout:,} holdout rows")
+    with console.status("training") as status:
+        outcomes = run(
+            get_settings(), truth_path=truth, progress=lambda name: status.update(f"training {name}")
+        )
+    table = Table(title="Champions (ml.model_runs)")
+    for column in ("task", "champion", "holdout", "true-probability AUC", "why"):
+        table.add_column(column)
+    for outcome in outcomes:
+        champion = outcome.champion
+        metric = outcome.task.selection_metric
+        held = outcome.holdout.get(metric)
+        truth_auc = outcome.holdout.get("true_probability_auc")
+        table.add_row(
+            outcome.task.name,
+            champion.algorithm if champion else "-",
+            f"{metric} {held:.3f}" if held is not None else "-",
+            f"{truth_auc:.3f}" if truth_auc is not None else "",
+            outcome.reason or "",
+        )
+    console.print(table)
+    main = next((o for o in outcomes if o.task.name == "purchase_propensity"), None)
+    if main and "auc" in main.holdout:
+        line = f"purchase_propensity: holdout AUC {main.holdout['auc']:.3f}"
+        if "true_probability_auc" in main.holdout:
+            line += f" (true probabilities: {main.holdout['true_probability_auc']:.3f})"
+        console.print(line)
 
 
 @app.command()
 def score() -> None:
-    """Score every customer with the champion model from online features into ml.scores."""
+    """Score every customer with each champion from online features into ml.scores; PSI drift into ml.score_drift."""
     from pulse.modeling.registry import NoChampionError
     from pulse.scoring import score as run
 
     with console.status("scoring"):
         try:
-            result = run(get_settings())
+            results = run(get_settings())
         except NoChampionError as error:
             _fail(str(error))
-    console.print(
-        f"[green]{result.n_scored:,} customers scored[/] as of {result.as_of:%Y-%m-%d} ({result.run_id})"
-    )
+    for result in results:
+        drift = f", [red]drift in {', '.join(result.drifted)}[/]" if result.drifted else ""
+        console.print(
+            f"[green]{result.model_name}[/]: {result.n_scored:,} customers scored as of {result.as_of:%Y-%m-%d} "
+            f"by {result.algorithm}{drift}"
+        )
 
 
 @app.command()

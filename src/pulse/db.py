@@ -75,6 +75,12 @@ def engine(settings: Settings | None = None) -> Engine:
 
 def create_schemas(settings: Settings | None = None) -> None:
     """Create Pulse's schemas and tables; safe to run any number of times."""
-    ddl = resources.files("pulse").joinpath("sql/schema.sql").read_text()
+    folder = resources.files("pulse").joinpath("sql")
+    # schema.sql first (schemas and raw tables), then the rest by name.
+    names = [
+        "schema.sql",
+        *sorted(n.name for n in folder.iterdir() if n.name.endswith(".sql") and n.name != "schema.sql"),
+    ]
     with engine(settings).begin() as conn:
-        conn.exec_driver_sql(ddl)
+        for name in names:
+            conn.exec_driver_sql(folder.joinpath(name).read_text())

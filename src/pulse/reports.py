@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
 from pulse.db import engine
+from pulse.modeling.tasks import PROPENSITY
 
 OUTPUT_TABLES = (
     "raw.events",
@@ -46,10 +47,13 @@ def summarize(settings: Settings | None = None) -> Summary:
         metrics: dict[str, float] = {}
         if counts.get("ml.model_runs"):
             run_id = conn.execute(
-                sa.text("select run_id from ml.model_runs where is_champion order by trained_at desc limit 1")
+                sa.text("select run_id from ml.model_runs where is_champion and model_name = :m"),
+                {"m": PROPENSITY},
             ).scalar()
             rows = conn.execute(
-                sa.text("select metric, value from ml.model_metrics where run_id = :r and split = 'holdout'"),
+                sa.text(
+                    "select metric, value from ml.model_metrics where run_id = :r and fold = 'holdout' and bucket = 0"
+                ),
                 {"r": run_id},
             ).all()
             metrics = {metric: value for metric, value in rows}

@@ -98,7 +98,12 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
     assert all(counts[t] > 0 for t in counts), counts
     assert "AUC of the true probabilities" in report and "holdout AUC" in train_out
     with psycopg.connect(url) as conn:
-        metrics = dict(conn.execute("select metric, value from ml.model_metrics").fetchall())
+        metrics = dict(
+            conn.execute(
+                "select m.metric, m.value from ml.model_metrics m join ml.model_runs r using (run_id) "
+                "where r.is_champion and r.model_name = 'purchase_propensity' and m.fold = 'holdout' and m.bucket = 0"
+            ).fetchall()
+        )
         members = conn.execute(
             'select customer_id, "group" from audiences.audience_members order by customer_id'
         ).fetchall()

@@ -6,22 +6,28 @@ import pytest
 from pulse.audiences import is_holdout
 from pulse.db import ConnParts
 from pulse.features.store import redis_connection_string
-from pulse.modeling.train import NotEnoughDataError, plan_split
+from pulse.modeling.datasets import NotEnoughDataError, plan_folds
 from pulse.scoring import percentiles
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_split_keeps_training_labels_before_the_holdout():
-    plan = plan_split(T0, T0 + timedelta(days=60), label_days=14)
-    assert plan.holdout_at == T0 + timedelta(days=46)
-    assert max(plan.train_snapshots) + timedelta(days=14) <= plan.holdout_at
-    assert min(plan.train_snapshots) >= T0 + timedelta(days=14)
+def test_folds_keep_training_labels_before_each_cutoff():
+    folds = plan_folds(T0, T0 + timedelta(days=60), horizon_days=14)
+    assert [f.name for f in folds] == ["backtest_1", "backtest_2", "holdout", "final"]
+    by_name = {f.name: f for f in folds}
+    assert by_name["holdout"].cutoff == T0 + timedelta(days=46)
+    assert by_name["backtest_2"].cutoff == T0 + timedelta(days=39)
+    for fold in folds:
+        assert max(fold.train_snapshots) + timedelta(days=14) <= fold.cutoff
+        assert min(fold.train_snapshots) >= T0 + timedelta(days=14)
+    # The production fit uses the newest labelled snapshots.
+    assert max(by_name["final"].train_snapshots) == T0 + timedelta(days=46)
 
 
 def test_split_refuses_too_little_history():
     with pytest.raises(NotEnoughDataError, match="spans 20 days"):
-        plan_split(T0, T0 + timedelta(days=20), label_days=14)
+        plan_folds(T0, T0 + timedelta(days=20), horizon_days=14)
 
 
 def test_percentiles_rank_scores_from_1_to_100():

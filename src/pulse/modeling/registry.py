@@ -1,75 +1,128 @@
-"""The model registry lives in the warehouse: runs, metrics and the fitted pipelines themselves."""
+"""The model registry lives in the warehouse: every run, its metrics and the fitted model itself."""
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 import joblib
 import sqlalchemy as sa
-from sklearn.pipeline import Pipeline
 
 from pulse.config import Settings
 from pulse.db import engine
+from pulse.modeling.evaluate import MetricRow
 
 
 @dataclass
 class ModelRun:
     run_id: str
+    training_id: str
     model_name: str
     algorithm: str
+    kind: str
     feature_service: str
-    features: list[str]
     trained_at: datetime
-    train_cutoff: datetime
+    data_end: datetime
     holdout_at: datetime
-    label_days: int
+    horizon_days: int
     n_train: int
     n_holdout: int
+    features: list[str]
+    selection_metric: str
+    backtest_score: float | None = None
+    holdout_score: float | None = None
+    status: str = "challenger"
+    is_champion: bool = False
+    reason: str | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
 
 
 class NoChampionError(LookupError):
     """No trained model to score with: run `pulse train` first."""
 
 
-def save_run(
-    run: ModelRun, pipeline: Pipeline, metrics: dict[str, float], settings: Settings | None = None
+_RUN_COLUMNS = [f for f in ModelRun.__dataclass_fields__]
+
+
+def save_runs(
+    runs: list[tuple[ModelRun, Any, dict[str, list[MetricRow]]]], settings: Settings | None = None
 ) -> None:
-    """Record the run, its metrics and its artefact; the new run becomes the champion."""
-    buffer = io.BytesIO()
-    joblib.dump(pipeline, buffer)
+    """Record runs (with artefact and per-fold metrics) in one transaction; champion flags move atomically."""
     with engine(settings).begin() as conn:
-        conn.execute(
-            sa.text("update ml.model_runs set is_champion = false where model_name = :m and is_champion"),
-            {"m": run.model_name},
-        )
-        conn.execute(
-            sa.text(
-                "insert into ml.model_runs (run_id, model_name, algorithm, feature_service, trained_at, "
-                "train_cutoff, holdout_at, label_days, n_train, n_holdout, features, is_champion, artifact) "
-                "values (:run_id, :model_name, :algorithm, :feature_service, :trained_at, :train_cutoff, "
-                ":holdout_at, :label_days, :n_train, :n_holdout, cast(:features as jsonb), true, :artifact)"
-            ),
-            {**run.__dict__, "features": json.dumps(run.features), "artifact": buffer.getvalue()},
-        )
-        conn.execute(
-            sa.text(
-                "insert into ml.model_metrics (run_id, split, metric, value) values (:r, 'holdout', :k, :v)"
-            ),
-            [{"r": run.run_id, "k": k, "v": float(v)} for k, v in metrics.items()],
-        )
+        for run, _, _ in runs:
+            if run.is_champion:
+                conn.execute(
+                    sa.text(
+                        "update ml.model_runs set is_champion = false, status = 'retired' "
+                        "where model_name = :m and is_champion"
+                    ),
+                    {"m": run.model_name},
+                )
+        for run, model, metrics in runs:
+            values = asdict(run)
+            values["features"] = json.dumps(run.features)
+            values["reference"] = json.dumps(run.reference)
+            values["artifact"] = _dump(model) if model is not None else None
+            columns = [*_RUN_COLUMNS, "artifact"]
+            placeholders = ", ".join(
+                f"cast(:{c} as jsonb)" if c in ("features", "reference") else f":{c}" for c in columns
+            )
+            conn.execute(
+                sa.text(f"insert into ml.model_runs ({', '.join(columns)}) values ({placeholders})"), values
+            )
+            rows = [
+                {"r": run.run_id, "f": fold, "m": metric, "b": bucket, "v": float(value)}
+                for fold, fold_rows in metrics.items()
+                for metric, bucket, value in fold_rows
+            ]
+            if rows:
+                conn.execute(
+                    sa.text(
+                        "insert into ml.model_metrics (run_id, fold, metric, bucket, value) values (:r, :f, :m, :b, :v)"
+                    ),
+                    rows,
+                )
 
 
-def load_champion(model_name: str, settings: Settings | None = None) -> tuple[ModelRun, Pipeline]:
+def _dump(model: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def _load(row) -> tuple[ModelRun, Any]:
+    values = {k: row[k] for k in _RUN_COLUMNS}
+    for key in ("features", "reference"):
+        if isinstance(values[key], str):
+            values[key] = json.loads(values[key])
+    artifact = row["artifact"]
+    return ModelRun(**values), (joblib.load(io.BytesIO(bytes(artifact))) if artifact is not None else None)
+
+
+def champion_run(model_name: str, settings: Settings | None = None) -> ModelRun | None:
+    """The current champion's registry row, without loading its artefact."""
     with engine(settings).connect() as conn:
         row = (
             conn.execute(
                 sa.text(
-                    "select * from ml.model_runs where model_name = :m and is_champion "
-                    "order by trained_at desc limit 1"
+                    f"select {', '.join(_RUN_COLUMNS)}, null as artifact from ml.model_runs where model_name = :m and is_champion"
                 ),
+                {"m": model_name},
+            )
+            .mappings()
+            .first()
+        )
+    return _load(row)[0] if row else None
+
+
+def load_champion(model_name: str, settings: Settings | None = None) -> tuple[ModelRun, Any]:
+    with engine(settings).connect() as conn:
+        row = (
+            conn.execute(
+                sa.text("select * from ml.model_runs where model_name = :m and is_champion"),
                 {"m": model_name},
             )
             .mappings()
@@ -77,10 +130,11 @@ def load_champion(model_name: str, settings: Settings | None = None) -> tuple[Mo
         )
     if row is None:
         raise NoChampionError(f"no trained '{model_name}' model yet: run `pulse train` first")
-    return _to_run(row), joblib.load(io.BytesIO(bytes(row["artifact"])))
+    return _load(row)
 
 
-def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, Pipeline]:
+def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, Any]:
+    """Any run's fitted model, by run id (every run keeps its artefact)."""
     with engine(settings).connect() as conn:
         row = (
             conn.execute(sa.text("select * from ml.model_runs where run_id = :r"), {"r": run_id})
@@ -89,12 +143,13 @@ def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, P
         )
     if row is None:
         raise LookupError(f"no model run {run_id!r}")
-    return _to_run(row), joblib.load(io.BytesIO(bytes(row["artifact"])))
+    return _load(row)
 
 
-def _to_run(row) -> ModelRun:
-    fields = ModelRun.__dataclass_fields__
-    values = {k: row[k] for k in fields}
-    if isinstance(values["features"], str):
-        values["features"] = json.loads(values["features"])
-    return ModelRun(**values)
+def champions(settings: Settings | None = None) -> list[str]:
+    with engine(settings).connect() as conn:
+        return list(
+            conn.execute(
+                sa.text("select model_name from ml.model_runs where is_champion order by 1")
+            ).scalars()
+        )

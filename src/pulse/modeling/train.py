@@ -1,172 +1,305 @@
-"""Train the purchase-propensity model on a time split and record it in the registry.
+"""Train every prediction task: compare algorithms on a rolling time-split backtest, keep a champion.
 
-Label: the customer orders in the `label_days` after a snapshot. The holdout snapshot sits `label_days`
-before the end of the data (its labels are the last `label_days` days); training snapshots are daily and
-end early enough that their label windows close before the holdout snapshot, so no label leaks across the
-split. Features come from Feast's point-in-time `get_historical_features`.
+For each task (modeling/tasks.py) the split is planned from the snapshot mart (datasets.plan_folds):
+backtest folds a week apart, then the holdout snapshot `horizon` days before the end of the data. Every
+candidate (modeling/candidates.py) and the BG/NBD baseline is fitted on the snapshots whose labels close
+before each fold's cutoff and evaluated on the cutoff snapshot. A challenger replaces the champion only
+if its mean backtest score beats the champion algorithm's by `PROMOTION_MARGIN`; every run is kept.
+The champion is then refitted on the newest labelled snapshots for scoring.
+
+A task without enough history or enough positives and negatives is not trained: it is recorded as
+ineligible with the reason, and the BG/NBD baseline (or RFM) stands in as its champion.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import Pipeline
+from sklearn.base import clone
+from sklearn.inspection import permutation_importance
 
 from pulse.config import Settings, get_settings
-from pulse.db import engine
 from pulse.features.snapshots import snapshot_bounds
-from pulse.features.store import training_frame
-from pulse.modeling.registry import ModelRun, save_run
+from pulse.modeling import candidates as algos
+from pulse.modeling.baseline import BtydModel, RfmModel, load_orders
+from pulse.modeling.datasets import (
+    FeatureCache,
+    NotEnoughDataError,
+    check_eligible,
+    feature_columns,
+    labels,
+    plan_folds,
+    sample_rows,
+)
+from pulse.modeling.evaluate import MetricRow, metrics_for, scalar
+from pulse.modeling.registry import ModelRun, champion_run, save_runs
+from pulse.modeling.tasks import PROPENSITY, PredictionTask, default_tasks
 
-MODEL_NAME = "purchase_propensity"
-FEATURE_SERVICE = "purchase_propensity_v1"
-TRAIN_SNAPSHOTS = 28  # daily snapshots before the holdout (more rows; neighbours are correlated)
-MIN_HISTORY_DAYS = 14  # a snapshot needs this much history behind it to be worth training on
-MIN_CLASS_ROWS = 20
+log = logging.getLogger(__name__)
 
+PROMOTION_MARGIN = {"auc": 0.005, "r2": 0.01}  # a challenger must beat the champion by this on the backtest
+REFERENCE_SAMPLE = 2000
+TOP_FEATURES = 5
 
-class NotEnoughDataError(RuntimeError):
-    """Too little data (or too few positives/negatives) to train a meaningful model."""
-
-
-@dataclass
-class SplitPlan:
-    train_snapshots: list[datetime]
-    holdout_at: datetime
-    data_end: datetime
-
-
-def plan_split(first_snapshot: datetime, last_snapshot: datetime, label_days: int) -> SplitPlan:
-    """Holdout = last snapshot - label_days; training snapshots are the days up to holdout - label_days."""
-    holdout_at = last_snapshot - timedelta(days=label_days)
-    latest_train = holdout_at - timedelta(days=label_days)
-    earliest = first_snapshot + timedelta(days=MIN_HISTORY_DAYS)
-    snapshots = [latest_train - timedelta(days=k) for k in range(TRAIN_SNAPSHOTS)]
-    snapshots = sorted(s for s in snapshots if s >= earliest)
-    if not snapshots:
-        span = (last_snapshot - first_snapshot).days
-        raise NotEnoughDataError(
-            f"the data spans {span} days; a time split with {label_days}-day labels needs at least "
-            f"{MIN_HISTORY_DAYS + 2 * label_days} days"
-        )
-    return SplitPlan(snapshots, holdout_at, last_snapshot)
-
-
-def labelled_entities(snapshots: list[datetime], label_days: int, settings: Settings) -> pd.DataFrame:
-    """(customer_id, event_timestamp, label) for every customer snapshot at the given times."""
-    query = sa.text(
-        """
-        select f.customer_id, f.event_timestamp,
-               exists (
-                   select 1 from marts.orders o
-                   where o.customer_id = f.customer_id
-                     and o.ordered_at >= f.event_timestamp
-                     and o.ordered_at < f.event_timestamp + make_interval(days => :label_days)
-               )::int as label
-        from marts.customer_features f
-        where f.event_timestamp = any(:snapshots)
-        order by f.event_timestamp, f.customer_id
-        """
-    )
-    with engine(settings).connect() as conn:
-        frame = pd.read_sql(query, conn, params={"snapshots": snapshots, "label_days": label_days})
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
-    return frame
-
-
-def make_pipeline() -> Pipeline:
-    # Gradient boosting handles the skewed counts and missing values without scaling or imputation.
-    return Pipeline(
-        [("model", HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, random_state=0))]
-    )
-
-
-def _check_classes(labels: pd.Series, what: str) -> None:
-    positives, negatives = int(labels.sum()), int((1 - labels).sum())
-    if min(positives, negatives) < MIN_CLASS_ROWS:
-        raise NotEnoughDataError(
-            f"{what} has {positives} positives and {negatives} negatives; need at least {MIN_CLASS_ROWS} of each"
-        )
+__all__ = ["NotEnoughDataError", "TaskOutcome", "train"]
 
 
 @dataclass
-class TrainResult:
-    run: ModelRun
-    metrics: dict[str, float]
+class TaskOutcome:
+    task: PredictionTask
+    champion: ModelRun | None
+    runs: list[ModelRun] = field(default_factory=list)
+    holdout: dict[str, float] = field(default_factory=dict)  # champion's scalar holdout metrics
+    reason: str | None = None
+
+
+@dataclass
+class _Candidate:
+    algorithm: str
+    model: object  # unfitted pipeline, or a baseline factory
+    metrics: dict[str, list[MetricRow]] = field(default_factory=dict)
+    n_train: int = 0
+    n_holdout: int = 0
+    holdout_pred: np.ndarray | None = None
+
+    def score(self, metric: str, folds: list[str]) -> float | None:
+        values = [scalar(self.metrics[f], metric) for f in folds if f in self.metrics]
+        return float(np.mean(values)) if values else None
 
 
 def train(
-    settings: Settings | None = None, truth_path: Path | None = None, label_days: int | None = None
-) -> TrainResult:
-    """Fit, evaluate on the holdout snapshot, and register the model as champion."""
+    settings: Settings | None = None,
+    truth_path: Path | None = None,
+    tasks: list[PredictionTask] | None = None,
+    progress=None,
+) -> list[TaskOutcome]:
+    """Train every task; return what happened to each (champion, runs, or why not)."""
     settings = settings or get_settings()
-    label_days = label_days or settings.label_days
-    plan = plan_split(*snapshot_bounds(settings), label_days)
+    tasks = tasks or default_tasks(settings)
+    first, last = snapshot_bounds(settings)
+    cache = FeatureCache(settings)
+    orders = load_orders(settings)
+    training_id = f"train-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    truth = pd.read_csv(truth_path) if truth_path else None
+    outcomes = []
+    for task in tasks:
+        if progress:
+            progress(task.name)
+        outcomes.append(_train_task(task, first, last, cache, orders, training_id, truth, settings))
+    return outcomes
 
-    train_entities = labelled_entities(plan.train_snapshots, label_days, settings)
-    holdout_entities = labelled_entities([plan.holdout_at], label_days, settings)
-    _check_classes(train_entities["label"], "the training set")
-    _check_classes(holdout_entities["label"], "the holdout set")
 
-    # Feast returns rows in no fixed order; sort so the same data always gives the same model.
-    order = ["event_timestamp", "customer_id"]
-    train_frame = training_frame(train_entities, FEATURE_SERVICE, settings).sort_values(
-        order, ignore_index=True
+def _train_task(task, first, last, cache, orders, training_id, truth, settings) -> TaskOutcome:
+    try:
+        folds = plan_folds(first, last, task.horizon_days)
+        evaluation = [f for f in folds if f.name != "final"]
+        snapshots = sorted({s for f in folds for s in f.train_snapshots} | {f.cutoff for f in evaluation})
+        data = cache.get(labels(task, snapshots, settings), task.feature_service)
+        holdout = evaluation[-1]
+        check_eligible(
+            task, data.loc[data["event_timestamp"].isin(holdout.train_snapshots), "label"], "the training set"
+        )
+        check_eligible(task, data.loc[data["event_timestamp"] == holdout.cutoff, "label"], "the holdout set")
+    except NotEnoughDataError as error:
+        return _fallback(task, first, last, orders, training_id, str(error), settings)
+
+    features = feature_columns(data)
+    pool = [_Candidate(name, model) for name, model in algos.candidates(task.kind).items()]
+    pool.append(_Candidate(BtydModel.algorithm, BtydModel(task)))
+    for fold in evaluation:
+        train = sample_rows(data[data["event_timestamp"].isin(fold.train_snapshots)])
+        test = data[data["event_timestamp"] == fold.cutoff]
+        try:
+            check_eligible(task, train["label"], f"{fold.name} training")
+            check_eligible(task, test["label"], f"{fold.name} evaluation")
+        except NotEnoughDataError as error:
+            log.info("skipping %s of %s: %s", fold.name, task.name, error)
+            continue
+        for candidate in pool:
+            try:
+                prediction = _fit_predict(candidate, task, train, test, features, orders, fold.cutoff)
+            except ValueError as error:  # e.g. the baseline has too few buyers this early
+                log.info("%s on %s of %s: %s", candidate.algorithm, fold.name, task.name, error)
+                continue
+            candidate.metrics[fold.name] = metrics_for(task.kind, test["label"].to_numpy(), prediction)
+            if fold.name == "holdout":
+                candidate.n_train, candidate.n_holdout, candidate.holdout_pred = (
+                    len(train),
+                    len(test),
+                    prediction,
+                )
+    if truth is not None and task.name == PROPENSITY:
+        _add_truth(pool, data[data["event_timestamp"] == holdout.cutoff], truth, holdout.cutoff)
+
+    backtest_folds = [f.name for f in evaluation if f.name != "holdout"] or ["holdout"]
+    scored = [c for c in pool if c.score(task.selection_metric, backtest_folds) is not None]
+    best, reason = _select(task, scored, backtest_folds, champion_run(task.name, settings))
+
+    final = next(f for f in folds if f.name == "final")
+    final_rows = sample_rows(data[data["event_timestamp"].isin(final.train_snapshots)])
+    champion_model = _final_fit(best, task, final_rows, features, orders, last)
+    holdout_rows = data[data["event_timestamp"] == holdout.cutoff]
+
+    now = datetime.now(UTC)
+    runs = []
+    for candidate in scored:
+        is_best = candidate is best
+        run = ModelRun(
+            run_id=f"{task.name}-{candidate.algorithm}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+            training_id=training_id,
+            model_name=task.name,
+            algorithm=candidate.algorithm,
+            kind=task.kind,
+            feature_service=task.feature_service,
+            trained_at=now,
+            data_end=last,
+            holdout_at=holdout.cutoff,
+            horizon_days=task.horizon_days,
+            n_train=candidate.n_train,
+            n_holdout=candidate.n_holdout,
+            features=features,
+            selection_metric=task.selection_metric,
+            backtest_score=candidate.score(task.selection_metric, backtest_folds),
+            holdout_score=candidate.score(task.selection_metric, ["holdout"]),
+            status="champion"
+            if is_best
+            else ("baseline" if candidate.algorithm == BtydModel.algorithm else "challenger"),
+            is_champion=is_best,
+            reason=reason if is_best else None,
+        )
+        model = champion_model if is_best else _holdout_model(candidate)
+        if is_best:
+            run.reference = _reference(candidate, model, task, holdout_rows, features)
+        runs.append((run, model, candidate.metrics))
+    save_runs(runs, settings)
+    champion = next(r for r, _, _ in runs if r.is_champion)
+    holdout_metrics = {m: v for m, b, v in best.metrics.get("holdout", []) if b == 0}
+    return TaskOutcome(task, champion, [r for r, _, _ in runs], holdout_metrics, reason)
+
+
+def _fit_predict(candidate, task, train, test, features, orders, cutoff) -> np.ndarray:
+    if isinstance(candidate.model, BtydModel):
+        model = BtydModel(task).fit(orders, cutoff)
+        candidate.fitted = model
+        return model.predict(test["customer_id"], orders, cutoff)
+    model = clone(candidate.model).fit(train[features], train["label"])
+    candidate.fitted = model
+    return algos.predict(model, test[features], task.kind)
+
+
+def _holdout_model(candidate):
+    # Every run keeps a loadable model: challengers keep their holdout fit.
+    return getattr(candidate, "fitted", None)
+
+
+def _final_fit(best, task, rows, features, orders, last):
+    if isinstance(best.model, BtydModel):
+        return BtydModel(task).fit(orders, last)
+    return clone(best.model).fit(rows[features], rows["label"])
+
+
+def _select(
+    task, scored: list[_Candidate], folds: list[str], incumbent: ModelRun | None
+) -> tuple[_Candidate, str]:
+    """The best candidate, unless the incumbent champion's algorithm is within the promotion margin."""
+    metric = task.selection_metric
+    ranked = sorted(scored, key=lambda c: c.score(metric, folds), reverse=True)
+    best = ranked[0]
+    if incumbent is None or incumbent.algorithm == best.algorithm:
+        why = "first champion" if incumbent is None else f"{best.algorithm} stays champion"
+        return best, f"{why}: best mean backtest {metric} {best.score(metric, folds):.4f}"
+    defender = next((c for c in scored if c.algorithm == incumbent.algorithm), None)
+    margin = PROMOTION_MARGIN[metric]
+    if defender is None or best.score(metric, folds) >= defender.score(metric, folds) + margin:
+        return best, (
+            f"{best.algorithm} replaces {incumbent.algorithm}: backtest {metric} "
+            f"{best.score(metric, folds):.4f} vs {defender.score(metric, folds) if defender else float('nan'):.4f} "
+            f"(margin {margin})"
+        )
+    return defender, (
+        f"{incumbent.algorithm} stays champion: challenger {best.algorithm} backtest {metric} "
+        f"{best.score(metric, folds):.4f} does not beat {defender.score(metric, folds):.4f} by {margin}"
     )
-    holdout_frame = training_frame(holdout_entities, FEATURE_SERVICE, settings).sort_values(
-        order, ignore_index=True
-    )
-    features = [c for c in train_frame.columns if c not in ("customer_id", "event_timestamp", "label")]
-
-    pipeline = make_pipeline().fit(feature_matrix(train_frame, features), train_frame["label"])
-    scores = pipeline.predict_proba(feature_matrix(holdout_frame, features))[:, 1]
-    labels = holdout_frame["label"].to_numpy()
-    metrics = {
-        "auc": roc_auc_score(labels, scores),
-        "pr_auc": average_precision_score(labels, scores),
-        "positive_rate": float(labels.mean()),
-    }
-    if truth_path is not None:
-        metrics.update(truth_metrics(holdout_frame[["customer_id", "label"]], truth_path, plan.holdout_at))
-
-    run = ModelRun(
-        run_id=f"{MODEL_NAME}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
-        model_name=MODEL_NAME,
-        algorithm=type(pipeline[-1]).__name__,
-        feature_service=FEATURE_SERVICE,
-        features=features,
-        trained_at=datetime.now(UTC),
-        train_cutoff=max(plan.train_snapshots) + timedelta(days=label_days),
-        holdout_at=plan.holdout_at,
-        label_days=label_days,
-        n_train=len(train_frame),
-        n_holdout=len(holdout_frame),
-    )
-    save_run(run, pipeline, metrics, settings)
-    return TrainResult(run, metrics)
 
 
-def truth_metrics(holdout: pd.DataFrame, truth_path: Path, holdout_at: datetime) -> dict[str, float]:
+def _add_truth(pool, holdout_rows: pd.DataFrame, truth: pd.DataFrame, holdout_at) -> None:
     """AUC of the simulator's true probabilities on the same holdout customers and labels."""
-    truth = pd.read_csv(truth_path)
+    from sklearn.metrics import roc_auc_score
+
     window_start = pd.to_datetime(truth["window_start"].iloc[0], utc=True)
     if window_start != pd.Timestamp(holdout_at):
         raise ValueError(
             f"the truth file's label window starts {window_start}, the holdout snapshot is {holdout_at}: "
             "simulate with the same --label-days and end date"
         )
-    joined = holdout.merge(truth[["customer_id", "true_probability"]], on="customer_id", how="inner")
-    return {"true_probability_auc": roc_auc_score(joined["label"], joined["true_probability"])}
+    joined = holdout_rows[["customer_id", "label"]].merge(
+        truth[["customer_id", "true_probability"]], on="customer_id"
+    )
+    value = float(roc_auc_score(joined["label"], joined["true_probability"]))
+    for candidate in pool:
+        if "holdout" in candidate.metrics:
+            candidate.metrics["holdout"].append(("true_probability_auc", 0, value))
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """The model's input: its features in training order, as floats (missing values stay NaN)."""
-    return frame[features].astype(float).to_numpy()
+def _reference(candidate, model, task, holdout_rows, features) -> dict:
+    """What drift is measured against: holdout score distribution and the most important features."""
+    rng = np.random.default_rng(0)
+    scores = candidate.holdout_pred
+    reference: dict = {
+        "score": rng.choice(scores, min(len(scores), REFERENCE_SAMPLE), replace=False).round(6).tolist()
+    }
+    if isinstance(candidate.model, BtydModel):
+        return reference
+    sample = holdout_rows.iloc[rng.choice(len(holdout_rows), min(len(holdout_rows), 1000), replace=False)]
+    scoring = "roc_auc" if task.kind == "classification" else "r2"
+    result = permutation_importance(
+        model, sample[features], sample["label"], scoring=scoring, n_repeats=2, random_state=0
+    )
+    importance = dict(zip(features, result.importances_mean.round(6).tolist(), strict=True))
+    top = sorted(importance, key=importance.get, reverse=True)[:TOP_FEATURES]
+    reference["importance"] = importance
+    reference["features"] = {
+        name: holdout_rows[name]
+        .astype(float)
+        .sample(min(len(holdout_rows), REFERENCE_SAMPLE), random_state=0)
+        .tolist()
+        for name in top
+    }
+    return reference
+
+
+def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskOutcome:
+    """Not eligible for ML: record why, and let BG/NBD (or RFM) stand in as the champion."""
+    now = datetime.now(UTC)
+    try:
+        model, algorithm = BtydModel(task).fit(orders, last), BtydModel.algorithm
+    except ValueError as error:
+        model, algorithm = RfmModel(task), RfmModel.algorithm
+        reason = f"{reason}; {error}"
+    run = ModelRun(
+        run_id=f"{task.name}-{algorithm}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+        training_id=training_id,
+        model_name=task.name,
+        algorithm=algorithm,
+        kind=task.kind,
+        feature_service=task.feature_service,
+        trained_at=now,
+        data_end=last,
+        holdout_at=last,
+        horizon_days=task.horizon_days,
+        n_train=0,
+        n_holdout=0,
+        features=[],
+        selection_metric=task.selection_metric,
+        status="champion",
+        is_champion=True,
+        reason=f"not eligible for ML ({reason}); {algorithm} baseline stands in",
+    )
+    save_runs([(run, model, {})], settings)
+    return TaskOutcome(task, run, [run], {}, run.reason)
