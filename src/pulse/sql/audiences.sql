@@ -16,3 +16,26 @@ create table if not exists audiences.audience_members (
     as_of         timestamptz not null,
     primary key (audience_name, customer_id)
 );
+
+-- Lift readout: once an audience cohort's outcome window has passed, treatment versus holdout.
+-- One row per audience and cohort date (`as_of`: the scores' snapshot when members were chosen).
+create table if not exists audiences.audience_lift (
+    audience_name              text not null,
+    as_of                      timestamptz not null,
+    outcome_days               integer not null,
+    measured_at                timestamptz not null,
+    treatment_customers        integer not null,
+    holdout_customers          integer not null,
+    treatment_conversion       double precision not null,  -- share with an order in the window
+    holdout_conversion         double precision not null,
+    absolute_lift              double precision not null,  -- treatment - holdout conversion
+    absolute_lift_ci_low       double precision not null,  -- 95% normal-approximation interval
+    absolute_lift_ci_high      double precision not null,
+    relative_lift              double precision,           -- absolute / holdout (null when holdout is 0)
+    treatment_revenue          double precision not null,  -- revenue per customer in the window
+    holdout_revenue            double precision not null,
+    revenue_lift               double precision not null,
+    revenue_lift_ci_low        double precision not null,
+    revenue_lift_ci_high       double precision not null,
+    primary key (audience_name, as_of)
+);
