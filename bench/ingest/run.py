@@ -30,6 +30,7 @@ from pulse import db
 from pulse.config import Settings
 from pulse.events.contract import EVENT_COLUMNS
 from pulse.events.ingest import ingest_path
+from pulse.events.load import ensure_raw_tables
 from pulse.events.simulator import simulate
 
 EVENTS_PER_CUSTOMER = 150  # about what the simulator makes per customer over 60 days
@@ -77,7 +78,7 @@ def main() -> int:
     url = admin_url(server, name)
     try:
         settings = Settings(database_url=url, home=Path(tempfile.mkdtemp(prefix="pulse-bench-home-")))
-        db.create_schemas(settings)
+        ensure_raw_tables(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("create schema bench")
             conn.execute("create table bench.events_copy (like raw.events including all)")

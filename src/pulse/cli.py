@@ -196,11 +196,8 @@ def serve(
     workers: int = typer.Option(1, help="uvicorn worker processes."),
 ) -> None:
     """Run the collector: Segment's HTTP Tracking API (/v1/batch, /v1/track, ...) into raw.events; GET /health."""
-    from pulse import db
     from pulse.collector import serve as run
 
-    settings = get_settings()
-    db.create_schemas(settings)
     console.print(
         f"[green]collector[/] on http://{host}:{port} (POST /v1/batch, /v1/track, ...; GET /health); "
         "write key from PULSE_WRITE_KEY"

@@ -46,7 +46,7 @@ from pulse.config import Settings, get_settings
 from pulse.db import warehouse_url
 from pulse.events.contract import utc_now
 from pulse.events.ingest import parse_payload
-from pulse.events.load import Rejection
+from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
 
 log = logging.getLogger(__name__)
@@ -346,6 +346,7 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        await asyncio.to_thread(ensure_raw_tables, collector.url)
         collector.writer.start()
         try:
             yield

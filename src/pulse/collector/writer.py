@@ -1,11 +1,12 @@
 """Group commit: many requests' events written by one COPY, acknowledged only after COMMIT.
 
-Request handlers validate their events and `submit` the rows; a single writer thread takes everything
-queued since its last commit (up to `max_rows`), writes it with `pulse.events.load.write_events` (COPY,
+Request handlers validate their events and `submit` the rows; a writer thread takes everything queued
+since it last looked (up to `max_rows`), writes it with `pulse.events.load.write_events` (COPY,
 idempotent on messageId) plus the rejects, commits, and only then resolves each request's future. So a
 request is answered 200 only once its events are durable in PostgreSQL, and throughput depends on how
 many events are waiting, not on how they were split into requests: while one transaction commits, the
-next group gathers.
+next group gathers. `writers` threads (two by default, each with its own connection) overlap one
+group's COPY with another's COMMIT (its fsync), so a slow disk does not serialise everything.
 
 If PostgreSQL cannot be reached (or the outcome of a COMMIT is unknown) every waiting request fails
 with `Unavailable` and the collector answers 503; clients retry, and messageId makes the retry harmless.
@@ -70,6 +71,7 @@ class GroupCommitWriter:
         max_queued_rows: int = 500_000,
         connect_timeout: float = 3.0,
         hook_queue_size: int = 1_000,
+        writers: int = 2,
     ):
         self.url = url
         self.hooks: list[Hook] = list(hooks)
@@ -81,14 +83,17 @@ class GroupCommitWriter:
         self._queued_rows = 0
         self._cond = threading.Condition()
         self._closing = False
-        self._conn: psycopg.Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="pulse-writer", daemon=True)
+        self._local = threading.local()  # each writer thread has its own connection
+        self._threads = [
+            threading.Thread(target=self._run, name=f"pulse-writer-{n}", daemon=True) for n in range(writers)
+        ]
         self._hook_queue: queue.Queue[list[tuple] | None] = queue.Queue(maxsize=hook_queue_size)
         self._hook_thread = threading.Thread(target=self._run_hooks, name="pulse-hooks", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> GroupCommitWriter:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         self._hook_thread.start()
         return self
 
@@ -97,11 +102,10 @@ class GroupCommitWriter:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
         self._hook_queue.put(None)
         self._hook_thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()
 
     # -- producers (request handlers) -------------------------------------------------------------
     def submit(self, rows: list[tuple], rejections: list[Rejection]) -> Future:
@@ -136,19 +140,29 @@ class GroupCommitWriter:
             return jobs
 
     def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
-        return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._local.conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=self.connect_timeout
+            )
+        return conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
             try:
-                self._conn.close()
+                conn.close()
             except Exception:  # noqa: BLE001 - already broken
                 pass
-        self._conn = None
+        self._local.conn = None
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection()
+
+    def _loop(self) -> None:
         while (jobs := self._take()) is not None:
             try:
                 inserted = self._write(jobs)

@@ -147,15 +147,17 @@ def parse_payload(
     received_at: datetime,
     raw: bytes | str | None = None,
     scrub_pii: bool = True,
+    check_encoding: bool = False,
 ) -> tuple | Rejection:
     """An already-decoded event (from a batch, a CSV row or the collector) to a row or a rejection.
 
-    `scrub_pii=False` only when `pii.maybe_pii` found nothing in the event's raw JSON."""
+    `scrub_pii=False` only when `pii.maybe_pii` found nothing in the event's raw JSON;
+    `check_encoding=True` when strings may hold undecodable bytes (text read with surrogateescape)."""
     try:
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
         row = Event.model_validate(payload).copy_row(source, received_at, scrub_pii=scrub_pii)
-        check_storable(row, check_encoding=True)
+        check_storable(row, check_encoding)
         return row
     except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
         if raw is None:
@@ -208,7 +210,7 @@ def _payload_rows(
 ) -> Iterator[tuple]:
     for position, payload, raw in payloads:
         state.lines += 1
-        parsed = parse_payload(payload, source, position, received_at, raw)
+        parsed = parse_payload(payload, source, position, received_at, raw, check_encoding=True)
         if isinstance(parsed, Rejection):
             state.rejections.append(parsed)
         else:

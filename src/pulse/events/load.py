@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from itertools import islice
 from typing import Any
 
@@ -22,6 +23,19 @@ from pulse.events.contract import EVENT_COLUMNS
 from pulse.events.pii import redact_text
 
 MAX_REJECTED_PAYLOAD = 256 * 1024  # characters kept of one rejected payload (the rest is summarised)
+
+
+def ensure_raw_tables(url: str) -> None:
+    """Create the `raw` schema and its tables (idempotent): all the collector and loaders need."""
+    ddl = resources.files("pulse").joinpath("sql/schema.sql").read_text()
+    for attempt in range(3):  # `create ... if not exists` can race with another process doing the same
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(ddl)
+            return
+        except (errors.UniqueViolation, errors.DuplicateObject, errors.DuplicateTable):
+            if attempt == 2:
+                raise
 
 
 @dataclass(frozen=True)

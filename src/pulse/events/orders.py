@@ -182,7 +182,9 @@ def import_orders(
                 except OrderRowError as error:
                     rejections.append(Rejection.of(original, str(error), source, reader.line_num))
                     continue
-                parsed = parse_payload(event, source, reader.line_num, received_at, raw=original)
+                parsed = parse_payload(
+                    event, source, reader.line_num, received_at, raw=original, check_encoding=True
+                )
                 if isinstance(parsed, Rejection):
                     rejections.append(parsed)
                 else:
