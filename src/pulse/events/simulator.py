@@ -135,8 +135,8 @@ class _Customer:
         self.days = days
         # Most customers predate the window; the rest arrive during it.
         self.first_day = 0 if rng.random() < EXISTING_SHARE else int(rng.integers(1, max(2, int(days * 0.7))))
-        self.engagement = float(rng.gamma(2.5, 0.25))
-        self.conversion = float(rng.beta(1.2, 9.0))
+        self.engagement = float(rng.gamma(1.5, 0.4))
+        self.conversion = float(rng.beta(0.8, 6.0))
         self.churn_day = (
             int(rng.integers(self.first_day + 1, days + 45)) if rng.random() < CHURN_SHARE else 10**6
         )
