@@ -1,4 +1,5 @@
-"""Score every customer with each task's champion (`pulse score` -> `ml.scores`, `ml.score_drift`).
+"""Score every customer with each task's champion (`pulse score` -> `ml.scores`, `ml.score_drift`),
+then refresh recommendations (`ml.recommendations`) and segments (`ml.segments`, `ml.segment_profiles`).
 
 Features come from the Feast online store (what real-time scoring reads too); baselines that need order
 history read `marts.orders`. Re-running for the same snapshot replaces the same rows, so the tables are
@@ -22,7 +23,9 @@ from pulse.features.store import online_frame
 from pulse.modeling import candidates as algos
 from pulse.modeling.baseline import RfmModel, load_orders
 from pulse.modeling.evaluate import psi
+from pulse.modeling.recommend import write_recommendations
 from pulse.modeling.registry import ModelRun, NoChampionError, champions, load_champion
+from pulse.modeling.segments import write_segments
 
 DRIFT_THRESHOLD = 0.2
 
@@ -139,4 +142,7 @@ def score(settings: Settings | None = None, model_names: list[str] | None = None
         raise NoChampionError("no trained models yet: run `pulse train` first")
     as_of, customers = latest_snapshot(settings)
     inputs = _Inputs(customers, settings)
-    return [score_model(name, inputs, as_of, settings) for name in names]
+    results = [score_model(name, inputs, as_of, settings) for name in names]
+    write_recommendations(customers, as_of, settings)
+    write_segments(as_of, settings)
+    return results
