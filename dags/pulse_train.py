@@ -36,7 +36,7 @@ def pulse_train():
 
         start, end = data_window(context)
         result = train_window(start, end)
-        publish(context, MODEL, start, end, run_id=result["run_id"])
+        publish(context, MODEL, start, end, trained=result["trained"])
         return result
 
     train()

@@ -50,7 +50,11 @@ def pulse_transform():
         profile_config=ProfileConfig(
             profile_name="pulse", target_name="default", profiles_yml_filepath=DBT_DIR / "profiles.yml"
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            emit_datasets=False,  # Pulse emits its own Assets, with the data window
+        ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
@@ -58,7 +62,6 @@ def pulse_transform():
         operator_args={
             "install_deps": False,  # dbt deps needs the dbt hub; Pulse has no packages
             "append_env": True,  # dbt sees the PULSE_PG_* the pre_execute hook exported
-            "emit_datasets": False,  # Pulse emits its own Assets, with the data window
         },
     )
 

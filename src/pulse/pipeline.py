@@ -222,10 +222,10 @@ def materialize_features(start: datetime, end: datetime, settings: Settings | No
 
 TRAINING_WINDOWS_DDL = """
 create table if not exists ml.training_windows (
+    window_end  timestamptz not null,  -- the end of the Airflow data interval the training ran for
     model_name  text not null,
-    window_end  timestamptz not null,  -- the Airflow data interval the run trained for
-    run_id      text not null,
-    primary key (model_name, window_end)
+    run_id      text not null,         -- the champion that training produced
+    primary key (window_end, model_name)
 )
 """
 
@@ -235,15 +235,30 @@ def _ensure_training_windows(settings: Settings) -> None:
         conn.exec_driver_sql(TRAINING_WINDOWS_DDL)
 
 
-def train_window(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
-    """Train once per window: a re-run of a window that already has its model returns that model.
+def _champions(result) -> list[tuple[str, str, dict]]:
+    """(model name, champion run id, holdout metrics) from what `pulse.modeling.train.train` returns.
 
-    A run trained for a window is recorded in `ml.training_windows`; re-running the window (a retry, a
-    cleared task) finds it and trains nothing, so `ml.model_runs` and the champion stay as they were.
-    A manual trigger is a new window, so it always trains.
+    The one place that knows the trainer's result shape: a list of per-task outcomes (`champion`,
+    `holdout`), or a single result (`run`, `metrics`).
+    """
+    found = []
+    for outcome in result if isinstance(result, list) else [result]:
+        run = getattr(outcome, "champion", None) or getattr(outcome, "run", None)
+        if run is not None:
+            metrics = getattr(outcome, "holdout", None) or getattr(outcome, "metrics", None) or {}
+            found.append((run.model_name, run.run_id, dict(metrics)))
+    return found
+
+
+def train_window(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
+    """Train once per window: a re-run of a window that already has its models returns them.
+
+    The champions a window's training produced are recorded in `ml.training_windows`; re-running the
+    window (a retry, a cleared task) finds them and trains nothing, so `ml.model_runs`, the metrics and
+    the champions stay as they were. A manual trigger is a new window, so it always trains.
     """
     from pulse.features.store import apply
-    from pulse.modeling.train import MODEL_NAME, train
+    from pulse.modeling.train import train
 
     settings = settings or get_settings()
     end = _utc(end)
@@ -251,28 +266,32 @@ def train_window(start: datetime, end: datetime, settings: Settings | None = Non
     with engine(settings).connect() as conn:
         done = conn.execute(
             sa.text(
-                "select w.run_id from ml.training_windows w join ml.model_runs r using (run_id) "
-                "where w.model_name = :m and w.window_end = :e"
+                "select w.model_name, w.run_id, r.run_id is not null as present from ml.training_windows w "
+                "left join ml.model_runs r using (run_id) where w.window_end = :e order by 1"
             ),
-            {"m": MODEL_NAME, "e": end},
-        ).scalar()
-    if done:
-        return {"run_id": done, "trained": False}
-    apply(settings)  # training reads the feature service from the registry
-    result = train(settings)
+            {"e": end},
+        ).all()
+    if done and all(row.present for row in done):
+        return {"trained": False, "champions": {row.model_name: row.run_id for row in done}}
+    apply(settings)  # training reads its feature services from the registry
+    champions = _champions(train(settings))
+    if not champions:
+        raise RuntimeError("training produced no model: see the task log for each model's reason")
     with engine(settings).begin() as conn:
+        conn.execute(sa.text("delete from ml.training_windows where window_end = :e"), {"e": end})
         conn.execute(
-            sa.text(
-                "insert into ml.training_windows (model_name, window_end, run_id) values (:m, :e, :r) "
-                "on conflict (model_name, window_end) do update set run_id = excluded.run_id"
-            ),
-            {"m": result.run.model_name, "e": end, "r": result.run.run_id},
+            sa.text("insert into ml.training_windows (window_end, model_name, run_id) values (:e, :m, :r)"),
+            [{"e": end, "m": name, "r": run_id} for name, run_id, _ in champions],
         )
-    return {"run_id": result.run.run_id, "trained": True, **result.metrics}
+    return {
+        "trained": True,
+        "champions": {name: run_id for name, run_id, _ in champions},
+        "metrics": {name: metrics for name, _, metrics in champions},
+    }
 
 
 def score_customers(settings: Settings | None = None) -> dict | None:
-    """Score the latest snapshot with the champion model; None when no model has been trained yet."""
+    """Score the latest snapshot with every champion model; None when no model has been trained yet."""
     from pulse.modeling.registry import NoChampionError
     from pulse.scoring import score
 
@@ -280,7 +299,11 @@ def score_customers(settings: Settings | None = None) -> dict | None:
         result = score(settings or get_settings())
     except NoChampionError:
         return None
-    return {"run_id": result.run_id, "as_of": result.as_of.isoformat(), "scored": result.n_scored}
+    results = result if isinstance(result, list) else [result]
+    return {
+        "as_of": max(r.as_of for r in results).isoformat(),
+        "scored": {getattr(r, "model_name", r.run_id): r.n_scored for r in results},
+    }
 
 
 def build_audiences(settings: Settings | None = None) -> dict:
