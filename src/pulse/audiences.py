@@ -1,101 +1,379 @@
-"""Audiences with deterministic holdout groups (`pulse audiences`)."""
+"""Audiences as code: YAML definitions -> dbt models -> members with holdouts, history, lift, exports.
+
+`dbt_project/audiences/*.yml` define each audience (a SQL rule over `audiences.audience_inputs`, what to
+rank by, holdout share, maximum size, outcome window). `build_audiences` validates and syncs them to
+`audiences.audience_definitions`, builds the dbt models tagged `audiences` (`audience_members` holds the
+current members; the holdout group is a hash of audience and customer, so it never changes), then
+records entries and exits in `audiences.audience_membership_history` and reads out the lift of every
+cohort whose outcome window has passed into `audiences.audience_lift`.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import csv
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pulse.config import Settings, get_settings
 from pulse.db import engine
-from pulse.modeling.tasks import PROPENSITY
+from pulse.transform import compiled_sql, run_dbt
+
+AUDIENCE_SELECTOR = "tag:audiences"
+Z_95 = 1.959964
 
 
-@dataclass(frozen=True)
-class AudienceDefinition:
-    name: str
-    description: str
-    model_name: str
-    min_percentile: int  # members score at or above this percentile
-    holdout_pct: int
+class AudienceDefinition(BaseModel):
+    """One audience, as written in YAML."""
 
-    @property
-    def rule(self) -> str:
-        return f"{self.model_name} percentile >= {self.min_percentile}"
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    description: str = Field(min_length=1)
+    rule: str = Field(min_length=1, description="SQL condition over audiences.audience_inputs columns")
+    rank_by: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="column of audience_inputs; best first")
+    holdout_pct: int = Field(ge=0, le=50)
+    max_size: int | None = Field(default=None, gt=0)
+    outcome_days: int = Field(default=14, gt=0)
 
-
-LIKELY_BUYERS = AudienceDefinition(
-    name="likely_buyers",
-    description="Top decile of purchase propensity for the coming label window.",
-    model_name=PROPENSITY,
-    min_percentile=91,
-    holdout_pct=10,
-)
+    @field_validator("rule")
+    @classmethod
+    def _one_condition(cls, rule: str) -> str:
+        if ";" in rule or "--" in rule:
+            raise ValueError("a rule is one SQL condition: no ';' or comments")
+        return rule.strip()
 
 
-def is_holdout(audience: str, customer_id: str, holdout_pct: int) -> bool:
-    """Stable per (audience, customer): the same customer is always in the same group of an audience."""
-    digest = hashlib.sha256(f"{audience}:{customer_id}".encode()).hexdigest()
-    return int(digest[:8], 16) % 100 < holdout_pct
+class AudienceConfigError(ValueError):
+    """A definition file is invalid; the message names the file and the field."""
+
+
+def definitions_dir(settings: Settings) -> Path:
+    return settings.project_dir / "dbt_project" / "audiences"
+
+
+def load_definitions(folder: Path) -> list[AudienceDefinition]:
+    definitions = []
+    for path in sorted(folder.glob("*.yml")):
+        try:
+            definitions.append(AudienceDefinition.model_validate(yaml.safe_load(path.read_text())))
+        except (ValidationError, yaml.YAMLError) as error:
+            raise AudienceConfigError(f"{path}: {error}") from error
+    names = [d.name for d in definitions]
+    if len(set(names)) != len(names):
+        raise AudienceConfigError(f"audience names must be unique: {names}")
+    return definitions
+
+
+def sync_definitions(definitions: list[AudienceDefinition], settings: Settings) -> None:
+    """Make audiences.audience_definitions exactly the YAML definitions."""
+    now = datetime.now(UTC)
+    with engine(settings).begin() as conn:
+        conn.execute(
+            sa.text("delete from audiences.audience_definitions where not (audience_name = any(:names))"),
+            {"names": [d.name for d in definitions]},
+        )
+        for d in definitions:
+            conn.execute(
+                sa.text(
+                    "insert into audiences.audience_definitions (audience_name, description, rule, rank_by, "
+                    "holdout_pct, max_size, outcome_days, synced_at) values (:name, :description, :rule, "
+                    ":rank_by, :holdout_pct, :max_size, :outcome_days, :now) on conflict (audience_name) do update "
+                    "set description = excluded.description, rule = excluded.rule, rank_by = excluded.rank_by, "
+                    "holdout_pct = excluded.holdout_pct, max_size = excluded.max_size, "
+                    "outcome_days = excluded.outcome_days, synced_at = excluded.synced_at "
+                    "where (audience_definitions.description, audience_definitions.rule, audience_definitions.rank_by, "
+                    "audience_definitions.holdout_pct, audience_definitions.max_size, audience_definitions.outcome_days) "
+                    "is distinct from (excluded.description, excluded.rule, excluded.rank_by, excluded.holdout_pct, "
+                    "excluded.max_size, excluded.outcome_days)"
+                ),
+                {**d.model_dump(), "now": now},
+            )
 
 
 @dataclass
-class AudienceResult:
+class AudienceChange:
     audience: str
     members: int
     holdout: int
+    entered: int
+    left: int
+    entering_sample: list[str] = field(default_factory=list)
+    leaving_sample: list[str] = field(default_factory=list)
 
 
-def build_audience(
-    definition: AudienceDefinition = LIKELY_BUYERS, settings: Settings | None = None
-) -> AudienceResult:
-    """Replace the audience's members with the customers whose latest score qualifies."""
-    settings = settings or get_settings()
-    with engine(settings).begin() as conn:
+@dataclass
+class AudienceBuild:
+    dry_run: bool
+    changes: list[AudienceChange]
+    lift_rows: int = 0
+
+
+_EMPTY_MEMBERS = (
+    'select null::text as audience_name, null::text as customer_id, null::text as "group" where false'
+)
+
+_CHANGES_SQL = """
+with current_members as ({current}),
+new_members as ({new}),
+entering as (
+    select n.audience_name, n.customer_id from new_members n
+    left join current_members c using (audience_name, customer_id) where c.customer_id is null
+),
+leaving as (
+    select c.audience_name, c.customer_id from current_members c
+    left join new_members n using (audience_name, customer_id) where n.customer_id is null
+)
+select d.audience_name,
+    (select count(*) from new_members n where n.audience_name = d.audience_name) as members,
+    (select count(*) from new_members n where n.audience_name = d.audience_name and n."group" = 'holdout'),
+    (select count(*) from entering e where e.audience_name = d.audience_name) as entered,
+    (select count(*) from leaving l where l.audience_name = d.audience_name) as left_,
+    array(select customer_id from entering e where e.audience_name = d.audience_name order by 1 limit 5),
+    array(select customer_id from leaving l where l.audience_name = d.audience_name order by 1 limit 5)
+from audiences.audience_definitions d
+order by 1
+"""
+
+
+def _members_exist(conn) -> bool:
+    return bool(
+        conn.execute(sa.text("select to_regclass('audiences.audience_members') is not null")).scalar()
+    )
+
+
+def preview_changes(settings: Settings) -> list[AudienceChange]:
+    """Who would enter and leave each audience if it were rebuilt now; changes nothing but the input views."""
+    run_dbt(["build", "--select", AUDIENCE_SELECTOR, "--exclude", "audience_members"], settings)
+    candidates = compiled_sql("audience_members", settings)
+    with engine(settings).connect() as conn:
+        current = (
+            'select audience_name, customer_id, "group" from audiences.audience_members'
+            if _members_exist(conn)
+            else _EMPTY_MEMBERS
+        )
+        rows = conn.execute(sa.text(_CHANGES_SQL.format(current=current, new=candidates))).all()
+    return [AudienceChange(r[0], r[1], r[2], r[3], r[4], list(r[5]), list(r[6])) for r in rows]
+
+
+def record_history(conn) -> list[AudienceChange]:
+    """Close history rows of customers who left (or changed group), open rows for those who entered.
+
+    Times are the scores' snapshot (`as_of`), not the wall clock, so re-running changes nothing.
+    """
+    as_of = conn.execute(sa.text("select max(as_of) from audiences.audience_members")).scalar()
+    left = (
         conn.execute(
             sa.text(
-                "insert into audiences.audience_definitions (audience_name, description, model_name, rule, holdout_pct) "
-                "values (:name, :description, :model_name, :rule, :holdout_pct) "
-                "on conflict (audience_name) do update set description = excluded.description, "
-                "model_name = excluded.model_name, rule = excluded.rule, holdout_pct = excluded.holdout_pct"
+                """
+            update audiences.audience_membership_history h set exited_at = :as_of
+            where h.exited_at is null and not exists (
+                select 1 from audiences.audience_members m
+                where m.audience_name = h.audience_name and m.customer_id = h.customer_id and m."group" = h."group")
+            returning audience_name
+            """
             ),
-            {**definition.__dict__, "rule": definition.rule},
+            {"as_of": as_of},
         )
-        rows = (
+        .scalars()
+        .all()
+    )
+    entered = (
+        conn.execute(
+            sa.text(
+                """
+            insert into audiences.audience_membership_history (audience_name, customer_id, "group", entered_at)
+            select m.audience_name, m.customer_id, m."group", m.as_of from audiences.audience_members m
+            where not exists (
+                select 1 from audiences.audience_membership_history h
+                where h.audience_name = m.audience_name and h.customer_id = m.customer_id
+                  and h."group" = m."group" and h.exited_at is null)
+            on conflict (audience_name, customer_id, entered_at) do update set exited_at = null
+            returning audience_name
+            """
+            )
+        )
+        .scalars()
+        .all()
+    )
+    sizes = conn.execute(
+        sa.text(
+            """select d.audience_name, count(m.customer_id), count(m.customer_id) filter (where m."group" = 'holdout')
+            from audiences.audience_definitions d left join audiences.audience_members m using (audience_name)
+            group by 1 order by 1"""
+        )
+    ).all()
+    return [AudienceChange(name, n, h, entered.count(name), left.count(name)) for name, n, h in sizes]
+
+
+def build_audiences(settings: Settings | None = None, dry_run: bool = False) -> AudienceBuild:
+    """Rebuild every audience from the latest scores (or, with dry_run, only report who would move)."""
+    settings = settings or get_settings()
+    sync_definitions(load_definitions(definitions_dir(settings)), settings)
+    if dry_run:
+        return AudienceBuild(True, preview_changes(settings))
+    run_dbt(["build", "--select", AUDIENCE_SELECTOR], settings)
+    with engine(settings).begin() as conn:
+        changes = record_history(conn)
+    return AudienceBuild(False, changes, read_out_lift(settings))
+
+
+@dataclass
+class Lift:
+    """Treatment versus holdout over one outcome window, with 95% normal-approximation intervals."""
+
+    treatment_customers: int
+    holdout_customers: int
+    treatment_conversion: float
+    holdout_conversion: float
+    treatment_revenue: float
+    holdout_revenue: float
+    treatment_revenue_var: float
+    holdout_revenue_var: float
+
+    @property
+    def absolute_lift(self) -> float:
+        return self.treatment_conversion - self.holdout_conversion
+
+    @property
+    def absolute_lift_ci(self) -> tuple[float, float]:
+        pt, pc = self.treatment_conversion, self.holdout_conversion
+        se = math.sqrt(pt * (1 - pt) / self.treatment_customers + pc * (1 - pc) / self.holdout_customers)
+        return self.absolute_lift - Z_95 * se, self.absolute_lift + Z_95 * se
+
+    @property
+    def relative_lift(self) -> float | None:
+        return self.absolute_lift / self.holdout_conversion if self.holdout_conversion > 0 else None
+
+    @property
+    def revenue_lift(self) -> float:
+        return self.treatment_revenue - self.holdout_revenue
+
+    @property
+    def revenue_lift_ci(self) -> tuple[float, float]:
+        se = math.sqrt(
+            self.treatment_revenue_var / self.treatment_customers
+            + self.holdout_revenue_var / self.holdout_customers
+        )
+        return self.revenue_lift - Z_95 * se, self.revenue_lift + Z_95 * se
+
+
+_COHORTS_SQL = """
+with data_end as (select max(ordered_at) as at from marts.orders),
+cohorts as (
+    select distinct h.audience_name, h.entered_at as as_of, d.outcome_days
+    from audiences.audience_membership_history h
+    join audiences.audience_definitions d using (audience_name)
+    where h.entered_at + make_interval(days => d.outcome_days) <= (select at from data_end)
+),
+members as (
+    select c.audience_name, c.as_of, c.outcome_days, h.customer_id, h."group"
+    from cohorts c
+    join audiences.audience_membership_history h
+      on h.audience_name = c.audience_name and h.entered_at <= c.as_of
+     and (h.exited_at is null or h.exited_at > c.as_of)
+),
+outcomes as (
+    select m.audience_name, m.as_of, m.outcome_days, m."group", m.customer_id,
+           count(o.order_id) > 0 as converted, coalesce(sum(o.revenue), 0)::double precision as revenue
+    from members m
+    left join marts.orders o
+      on o.customer_id = m.customer_id and o.ordered_at >= m.as_of
+     and o.ordered_at < m.as_of + make_interval(days => m.outcome_days)
+    group by 1, 2, 3, 4, 5
+)
+select audience_name, as_of, outcome_days, "group", count(*) as customers,
+       avg(converted::int)::double precision as conversion, avg(revenue) as revenue,
+       coalesce(var_samp(revenue), 0) as revenue_var
+from outcomes group by 1, 2, 3, 4
+"""
+
+
+def read_out_lift(settings: Settings) -> int:
+    """Lift of every cohort whose outcome window has passed, into audiences.audience_lift (replaced)."""
+    with engine(settings).begin() as conn:
+        rows = conn.execute(sa.text(_COHORTS_SQL)).mappings().all()
+        groups: dict[tuple, dict] = {}
+        for r in rows:
+            groups.setdefault((r["audience_name"], r["as_of"], r["outcome_days"]), {})[r["group"]] = r
+        records = []
+        for (audience, as_of, days), g in sorted(groups.items()):
+            if "treatment" not in g or "holdout" not in g:
+                continue  # no comparison without both groups
+            t, h = g["treatment"], g["holdout"]
+            lift = Lift(
+                t["customers"],
+                h["customers"],
+                t["conversion"],
+                h["conversion"],
+                t["revenue"],
+                h["revenue"],
+                t["revenue_var"],
+                h["revenue_var"],
+            )
+            low, high = lift.absolute_lift_ci
+            rlow, rhigh = lift.revenue_lift_ci
+            records.append(
+                {
+                    "audience_name": audience,
+                    "as_of": as_of,
+                    "outcome_days": days,
+                    "measured_at": datetime.now(UTC),
+                    "treatment_customers": lift.treatment_customers,
+                    "holdout_customers": lift.holdout_customers,
+                    "treatment_conversion": lift.treatment_conversion,
+                    "holdout_conversion": lift.holdout_conversion,
+                    "absolute_lift": lift.absolute_lift,
+                    "absolute_lift_ci_low": low,
+                    "absolute_lift_ci_high": high,
+                    "relative_lift": lift.relative_lift,
+                    "treatment_revenue": lift.treatment_revenue,
+                    "holdout_revenue": lift.holdout_revenue,
+                    "revenue_lift": lift.revenue_lift,
+                    "revenue_lift_ci_low": rlow,
+                    "revenue_lift_ci_high": rhigh,
+                }
+            )
+        conn.execute(sa.text("delete from audiences.audience_lift"))
+        if records:
+            columns = list(records[0])
             conn.execute(
                 sa.text(
-                    "select customer_id, score, percentile, as_of from ml.scores "
-                    "where model_name = :m and as_of = (select max(as_of) from ml.scores where model_name = :m) "
-                    "and percentile >= :p order by customer_id"
+                    f"insert into audiences.audience_lift ({', '.join(columns)}) values ({', '.join(':' + c for c in columns)})"
                 ),
-                {"m": definition.model_name, "p": definition.min_percentile},
+                records,
             )
-            .mappings()
+    return len(records)
+
+
+def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Path]:
+    """One CSV per audience of its treatment members (never the holdout) with hashed emails."""
+    settings = settings or get_settings()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with engine(settings).connect() as conn:
+        names = (
+            conn.execute(sa.text("select audience_name from audiences.audience_definitions order by 1"))
+            .scalars()
             .all()
         )
-        members = [
-            {
-                "audience_name": definition.name,
-                "customer_id": r["customer_id"],
-                "group": "holdout"
-                if is_holdout(definition.name, r["customer_id"], definition.holdout_pct)
-                else "treatment",
-                "score": r["score"],
-                "percentile": r["percentile"],
-                "as_of": r["as_of"],
-            }
-            for r in rows
-        ]
-        conn.execute(
-            sa.text("delete from audiences.audience_members where audience_name = :a"), {"a": definition.name}
-        )
-        if members:
-            conn.execute(
+        for name in names:
+            rows = conn.execute(
                 sa.text(
-                    'insert into audiences.audience_members (audience_name, customer_id, "group", score, percentile, as_of) '
-                    "values (:audience_name, :customer_id, :group, :score, :percentile, :as_of)"
+                    """select m.customer_id, i.email_sha256, m.rank, m.recommended_category
+                    from audiences.audience_members m
+                    left join audiences.audience_inputs i using (customer_id)
+                    where m.audience_name = :a and m."group" = 'treatment' order by m.rank"""
                 ),
-                members,
-            )
-    return AudienceResult(definition.name, len(members), sum(m["group"] == "holdout" for m in members))
+                {"a": name},
+            ).all()
+            path = out_dir / f"{name}.csv"
+            with path.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["customer_id", "email_sha256", "rank", "recommended_category"])
+                writer.writerows(rows)
+            paths.append(path)
+    return paths

@@ -292,20 +292,43 @@ def score() -> None:
 
 
 @app.command()
-def audiences() -> None:
-    """Build the `likely_buyers` audience (top decile) with its 10% holdout into audiences.audience_members."""
-    from pulse.audiences import build_audience
+def audiences(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print who would enter and leave each audience."),
+    export: Path | None = typer.Option(None, help="Also write one CSV per audience (treatment, hashed emails) here."),
+) -> None:
+    """Build the audiences defined in dbt_project/audiences/*.yml (members, holdouts, history, lift)."""
+    from pulse.audiences import AudienceConfigError, build_audiences, export_audiences
+    from pulse.transform import DbtError
 
-    result = build_audience(settings=get_settings())
-    console.print(
-        f"[green]{result.audience}[/]: {result.members:,} members "
-        f"({result.members - result.holdout:,} treatment, {result.holdout:,} holdout)"
-    )
+    settings = get_settings()
+    with console.status("building audiences"):
+        try:
+            result = build_audiences(settings, dry_run=dry_run)
+        except (AudienceConfigError, DbtError) as error:
+            _fail(str(error))
+    table = Table(title="Audiences (dry run: nothing written)" if dry_run else "Audiences")
+    for column in ("audience", "members", "holdout", "entering", "leaving"):
+        table.add_column(column, justify="left" if column == "audience" else "right")
+    for c in result.changes:
+        entering = f"{c.entered:,}" + (f" e.g. {', '.join(c.entering_sample[:3])}" if c.entering_sample else "")
+        leaving = f"{c.left:,}" + (f" e.g. {', '.join(c.leaving_sample[:3])}" if c.leaving_sample else "")
+        table.add_row(c.audience, f"{c.members:,}", f"{c.holdout:,}", entering, leaving)
+    console.print(table)
+    if not dry_run:
+        console.print(f"lift readouts: {result.lift_rows} (cohorts whose outcome window has passed)")
+    if export and not dry_run:
+        for path in export_audiences(export, settings):
+            out.print(str(path), highlight=False)
 
 
 @app.command()
-def report() -> None:
-    """Print the output tables' row counts, the champion's metrics and the SQL to read the audience."""
+def report(
+    html: bool = typer.Option(
+        True, "--html/--no-html", help="Also write the HTML report (plots and tables) to PULSE_HOME/reports/."
+    ),
+) -> None:
+    """Print the output tables' row counts, the champion's metrics and the SQL to read the audience;
+    write the HTML report and print its path as the last line."""
     from pulse.reports import AUDIENCE_SQL, summarize
 
     summary = summarize(get_settings())
@@ -326,6 +349,12 @@ def report() -> None:
     out.print('\nConnect to the warehouse:  psql "$(.venv/bin/pulse up | tail -1)"')
     out.print("Then look at the audience:\n")
     out.print(AUDIENCE_SQL, highlight=False, soft_wrap=True)
+    if html:
+        from pulse.reporting import write_report
+
+        with console.status("writing the HTML report"):
+            path = write_report(get_settings())
+        out.print(str(path), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -307,10 +307,10 @@ def score_customers(settings: Settings | None = None) -> dict | None:
 
 
 def build_audiences(settings: Settings | None = None) -> dict:
-    """Rebuild the audiences from the latest scores."""
-    from pulse.audiences import build_audience
+    """Rebuild the audiences from the latest scores (members, history, lift readout)."""
+    from pulse.audiences import build_audiences as build
 
-    return asdict(build_audience(settings=settings or get_settings()))
+    return asdict(build(settings or get_settings()))
 
 
 # --------------------------------------------------------------------------------------------------

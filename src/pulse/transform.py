@@ -103,5 +103,20 @@ def _read_results(path: Path) -> list[DbtNodeResult]:
 def build(
     settings: Settings | None = None, on_line: Callable[[str], None] | None = None
 ) -> list[DbtNodeResult]:
-    """`dbt build`: every model and its tests, in dependency order."""
-    return run_dbt(["build"], settings, on_line)
+    """`dbt build`: every model and its tests, in dependency order.
+
+    The audience models (tag `audiences`) read the scores, so they are built by `pulse audiences` after
+    scoring, not here.
+    """
+    return run_dbt(["build", "--exclude", "tag:audiences"], settings, on_line)
+
+
+def compiled_sql(model: str, settings: Settings | None = None) -> str:
+    """The SQL dbt would run for `model` (compiled against the warehouse, not executed)."""
+    settings = settings or get_settings()
+    run_dbt(["compile", "--select", model], settings)
+    target = settings.home_dir / "dbt" / "target" / "compiled"
+    matches = sorted(target.rglob(f"{model}.sql"))
+    if not matches:
+        raise DbtError(f"dbt compiled no SQL for {model}")
+    return matches[0].read_text()

@@ -105,7 +105,8 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
             ).fetchall()
         )
         members = conn.execute(
-            'select customer_id, "group" from audiences.audience_members order by customer_id'
+            "select customer_id, \"group\" from audiences.audience_members "
+            "where audience_name = 'likely_buyers' order by customer_id"
         ).fetchall()
         scored = conn.execute("select count(*), min(percentile), max(percentile) from ml.scores").fetchone()
     assert metrics["auc"] > 0.65, metrics
@@ -120,6 +121,7 @@ def test_cli_flow_from_events_to_audience(settings, tmp_path, monkeypatch):
     pulse("audiences")
     with psycopg.connect(url) as conn:
         again = conn.execute(
-            'select customer_id, "group" from audiences.audience_members order by customer_id'
+            "select customer_id, \"group\" from audiences.audience_members "
+            "where audience_name = 'likely_buyers' order by customer_id"
         ).fetchall()
     assert again == members

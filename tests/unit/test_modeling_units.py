@@ -3,7 +3,6 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from pulse.audiences import is_holdout
 from pulse.db import ConnParts
 from pulse.features.store import redis_connection_string
 from pulse.modeling.datasets import NotEnoughDataError, plan_folds
@@ -36,16 +35,6 @@ def test_percentiles_rank_scores_from_1_to_100():
     assert result.min() >= 1 and result.max() == 100
     assert (result[scores == 0.9] == 100).all()
     assert result[scores == 0.1].max() < result[scores == 0.2].min()
-
-
-def test_holdout_is_stable_and_about_the_requested_share():
-    customers = [f"c{i}" for i in range(20000)]
-    groups = [is_holdout("likely_buyers", c, 10) for c in customers]
-    assert groups == [is_holdout("likely_buyers", c, 10) for c in customers]
-    assert 0.09 < sum(groups) / len(groups) < 0.11
-    # A different audience draws its own holdout.
-    other = [is_holdout("win_back", c, 10) for c in customers]
-    assert groups != other
 
 
 @pytest.mark.parametrize(

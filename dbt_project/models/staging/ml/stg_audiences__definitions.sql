@@ -1,0 +1,18 @@
+{{ config(tags=["audiences"]) }}
+
+with
+
+definitions as (
+
+    select * from {{ source('audiences', 'audience_definitions') }}
+
+),
+
+final as (
+
+    select audience_name, rule, rank_by, holdout_pct, max_size
+    from definitions
+
+)
+
+select * from final
