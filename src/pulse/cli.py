@@ -293,8 +293,12 @@ def score() -> None:
 
 @app.command()
 def audiences(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print who would enter and leave each audience."),
-    export: Path | None = typer.Option(None, help="Also write one CSV per audience (treatment, hashed emails) here."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only print who would enter and leave each audience."
+    ),
+    export: Path | None = typer.Option(
+        None, help="Also write one CSV per audience (treatment, hashed emails) here."
+    ),
 ) -> None:
     """Build the audiences defined in dbt_project/audiences/*.yml (members, holdouts, history, lift)."""
     from pulse.audiences import AudienceConfigError, build_audiences, export_audiences
@@ -310,7 +314,9 @@ def audiences(
     for column in ("audience", "members", "holdout", "entering", "leaving"):
         table.add_column(column, justify="left" if column == "audience" else "right")
     for c in result.changes:
-        entering = f"{c.entered:,}" + (f" e.g. {', '.join(c.entering_sample[:3])}" if c.entering_sample else "")
+        entering = f"{c.entered:,}" + (
+            f" e.g. {', '.join(c.entering_sample[:3])}" if c.entering_sample else ""
+        )
         leaving = f"{c.left:,}" + (f" e.g. {', '.join(c.leaving_sample[:3])}" if c.leaving_sample else "")
         table.add_row(c.audience, f"{c.members:,}", f"{c.holdout:,}", entering, leaving)
     console.print(table)
@@ -381,9 +387,9 @@ def demo(
     features()
     train(truth=sim_dir / "truth.csv")
     score()
-    audiences()
+    audiences(dry_run=False, export=settings.home_dir / "exports")
     console.rule("[bold]Results")
-    report()
+    report(html=True)
 
 
 @app.command()

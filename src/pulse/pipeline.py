@@ -25,7 +25,13 @@ from pulse.transform import DbtError
 PULSE_OWNED_TABLES = (
     "ml.training_windows",
     "audiences.audience_members",
+    "audiences.audience_membership_history",
+    "audiences.audience_lift",
     "audiences.audience_definitions",
+    "ml.score_drift",
+    "ml.recommendations",
+    "ml.segments",
+    "ml.segment_profiles",
     "ml.scores",
     "ml.model_metrics",
     "ml.model_runs",
@@ -64,7 +70,13 @@ def reset_pulse_tables(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     _ensure_training_windows(settings)
     with engine(settings).begin() as conn:
-        conn.execute(sa.text(f"truncate {', '.join(PULSE_OWNED_TABLES)}"))
+        # Some are created on first use (dbt models, the training-window ledger): empty those that exist.
+        existing = [
+            t
+            for t in PULSE_OWNED_TABLES
+            if conn.execute(sa.text("select to_regclass(:t)"), {"t": t}).scalar()
+        ]
+        conn.execute(sa.text(f"truncate {', '.join(existing)}"))
 
 
 # --------------------------------------------------------------------------------------------------
