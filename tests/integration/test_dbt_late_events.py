@@ -36,8 +36,12 @@ def ingest_events(settings: Settings, tmp_path: Path, name: str, events: list[di
     assert result.rejected == 0, result
 
 
+# The warehouse models (issue 4); the audience models built on top of them have their own tests.
+WAREHOUSE_ONLY = ["--exclude", "path:models/audiences", "path:models/staging/ml"]
+
+
 def dbt_build(settings: Settings, full_refresh: bool = False) -> None:
-    run_dbt(["build", *(["--full-refresh"] if full_refresh else [])], settings)
+    run_dbt(["build", *WAREHOUSE_ONLY, *(["--full-refresh"] if full_refresh else [])], settings)
 
 
 def read_sql(settings: Settings, query: str, params: dict | None = None) -> pd.DataFrame:

@@ -39,7 +39,7 @@
 -- Sessions and abandoned carts count on the day the session started.
 --
 -- Incremental: every day touched by a changed event or session is re-aggregated and compared with what
--- is stored; only rows that differ are written (a row that disappeared is written with zeros), so
+-- is stored_rows; only rows that differ are written (a row that disappeared is written with zeros), so
 -- `_updated_at` marks exactly the (customer, day) cells whose numbers changed.
 with
 
@@ -127,29 +127,33 @@ recomputed as (
 
 {% if is_incremental() %}
 
+stored_rows as (
+
+    select * from {{ this }}
+    where activity_date in (select affected_days.activity_date from affected_days)
+
+),
+
 changes as (
 
     -- New or changed cells, and cells that no longer have any activity (written as zeros).
     select
-        coalesce(recomputed.customer_id, stored.customer_id) as customer_id,
-        coalesce(recomputed.activity_date, stored.activity_date) as activity_date,
-        coalesce(recomputed.identified_date, stored.identified_date) as identified_date,
+        coalesce(recomputed.customer_id, stored_rows.customer_id) as customer_id,
+        coalesce(recomputed.activity_date, stored_rows.activity_date) as activity_date,
+        coalesce(recomputed.identified_date, stored_rows.identified_date) as identified_date,
         {%- for name in count_columns %}
         coalesce(recomputed.{{ name }}, 0) as {{ name }},
         {%- endfor %}
         coalesce(recomputed.revenue, 0) as revenue
     from recomputed
-    full outer join (
-        select * from {{ this }}
-        where activity_date in (select affected_days.activity_date from affected_days)
-    ) as stored
-        on recomputed.customer_id = stored.customer_id
-        and recomputed.activity_date = stored.activity_date
-        and recomputed.identified_date = stored.identified_date
+    full outer join stored_rows
+        on recomputed.customer_id = stored_rows.customer_id
+        and recomputed.activity_date = stored_rows.activity_date
+        and recomputed.identified_date = stored_rows.identified_date
     where
-        stored.customer_id is null
+        stored_rows.customer_id is null
         {%- for name in value_columns %}
-        or coalesce(recomputed.{{ name }}, 0) <> stored.{{ name }}
+        or coalesce(recomputed.{{ name }}, 0) <> stored_rows.{{ name }}
         {%- endfor %}
 
 ),

@@ -24,7 +24,7 @@
 -- * Events nobody can be linked to yet keep `customer_id` null, so a later link can claim them.
 --
 -- Incremental: new events (loaded since the last run, minus the `lookback` var) are stitched, and so are
--- the stored events of every device a new identity event touches (a late sign-in re-attributes that
+-- the stored_rows events of every device a new identity event touches (a late sign-in re-attributes that
 -- device's earlier browsing). Only rows that are new or whose attribution changed are written; their
 -- `_updated_at` tells the downstream models what to recompute.
 with
@@ -64,25 +64,65 @@ relinked_devices as (
 candidates as (
 
     select
-        event_id, event_type, event_name, user_id, anonymous_id, event_at, event_date, loaded_at,
-        product_id, product_name, product_category, product_price, product_quantity, order_id,
-        order_revenue, currency, order_products, page_url, page_path, page_referrer, utm_source,
-        utm_medium, utm_campaign, device_type, email_campaign_id
+        event_id,
+        event_type,
+        event_name,
+        user_id,
+        anonymous_id,
+        event_at,
+        event_date,
+        loaded_at,
+        product_id,
+        product_name,
+        product_category,
+        product_price,
+        product_quantity,
+        order_id,
+        order_revenue,
+        currency,
+        order_products,
+        page_url,
+        page_path,
+        page_referrer,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        device_type,
+        email_campaign_id
     from new_events
 
     union all
 
     select
-        stored.event_id, stored.event_type, stored.event_name, stored.user_id, stored.anonymous_id,
-        stored.event_at, stored.event_date, stored.loaded_at, stored.product_id, stored.product_name,
-        stored.product_category, stored.product_price, stored.product_quantity, stored.order_id,
-        stored.order_revenue, stored.currency, stored.order_products, stored.page_url, stored.page_path,
-        stored.page_referrer, stored.utm_source, stored.utm_medium, stored.utm_campaign,
-        stored.device_type, stored.email_campaign_id
-    from {{ this }} as stored
-    inner join relinked_devices on stored.anonymous_id = relinked_devices.device_id
-    where stored.user_id is null
-        and stored.event_id not in (select new_events.event_id from new_events)
+        stored_rows.event_id,
+        stored_rows.event_type,
+        stored_rows.event_name,
+        stored_rows.user_id,
+        stored_rows.anonymous_id,
+        stored_rows.event_at,
+        stored_rows.event_date,
+        stored_rows.loaded_at,
+        stored_rows.product_id,
+        stored_rows.product_name,
+        stored_rows.product_category,
+        stored_rows.product_price,
+        stored_rows.product_quantity,
+        stored_rows.order_id,
+        stored_rows.order_revenue,
+        stored_rows.currency,
+        stored_rows.order_products,
+        stored_rows.page_url,
+        stored_rows.page_path,
+        stored_rows.page_referrer,
+        stored_rows.utm_source,
+        stored_rows.utm_medium,
+        stored_rows.utm_campaign,
+        stored_rows.device_type,
+        stored_rows.email_campaign_id
+    from {{ this }} as stored_rows
+    inner join relinked_devices on stored_rows.anonymous_id = relinked_devices.device_id
+    where stored_rows.user_id is null
+        and stored_rows.event_id not in (select new_events.event_id from new_events)
 
 ),
 
@@ -91,10 +131,31 @@ candidates as (
 candidates as (
 
     select
-        event_id, event_type, event_name, user_id, anonymous_id, event_at, event_date, loaded_at,
-        product_id, product_name, product_category, product_price, product_quantity, order_id,
-        order_revenue, currency, order_products, page_url, page_path, page_referrer, utm_source,
-        utm_medium, utm_campaign, device_type, email_campaign_id
+        event_id,
+        event_type,
+        event_name,
+        user_id,
+        anonymous_id,
+        event_at,
+        event_date,
+        loaded_at,
+        product_id,
+        product_name,
+        product_category,
+        product_price,
+        product_quantity,
+        order_id,
+        order_revenue,
+        currency,
+        order_products,
+        page_url,
+        page_path,
+        page_referrer,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        device_type,
+        email_campaign_id
     from events
 
 ),
@@ -103,7 +164,8 @@ candidates as (
 
 first_episodes as (
 
-    select * from graph where episode_number = 1
+    select * from graph
+    where episode_number = 1
 
 ),
 
@@ -178,10 +240,10 @@ final as (
         '{{ run_started_at }}'::timestamptz as _updated_at
     from stitched
     {% if is_incremental() %}
-        left join {{ this }} as stored on stitched.event_id = stored.event_id
-        where stored.event_id is null
-            or stored.customer_id is distinct from stitched.customer_id
-            or stored.identified_at is distinct from stitched.identified_at
+        left join {{ this }} as stored_rows on stitched.event_id = stored_rows.event_id
+        where stored_rows.event_id is null
+            or stored_rows.customer_id is distinct from stitched.customer_id
+            or stored_rows.identified_at is distinct from stitched.identified_at
     {% endif %}
 
 )

@@ -87,16 +87,22 @@ stored_bounds as (
 
 targets as (
 
-    select customer_id, min(recompute_from) as recompute_from
+    select
+        customer_id,
+        min(recompute_from) as recompute_from
     from (
-        select customer_id, starts_on as recompute_from
+        select
+            customer_id,
+            starts_on as recompute_from
         from daily
         where _updated_at > (select stored_bounds.updated_through from stored_bounds)
         union all
         -- New days of data: every known customer gets the new snapshots.
-        select stored.customer_id, stored.snapshot_date + 1
-        from {{ this }} as stored
-        where stored.snapshot_date = (select stored_bounds.last_snapshot_on from stored_bounds)
+        select
+            stored_rows.customer_id,
+            stored_rows.snapshot_date + 1 as recompute_from
+        from {{ this }} as stored_rows
+        where stored_rows.snapshot_date = (select stored_bounds.last_snapshot_on from stored_bounds)
     ) as reasons
     group by customer_id
 
@@ -108,15 +114,15 @@ base as (
         targets.customer_id,
         targets.recompute_from,
         {%- for name, _, _ in windowed %}
-        coalesce(stored.{{ name }}, 0) as base_{{ name }},
+        coalesce(stored_rows.{{ name }}, 0) as base_{{ name }},
         {%- endfor %}
         {%- for name in state_dates %}
-        stored.{{ name }} as base_{{ name }}{{ "," if not loop.last }}
+        stored_rows.{{ name }} as base_{{ name }}{{ "," if not loop.last }}
         {%- endfor %}
     from targets
-    left join {{ this }} as stored
-        on targets.customer_id = stored.customer_id
-        and stored.snapshot_date = targets.recompute_from - 1
+    left join {{ this }} as stored_rows
+        on targets.customer_id = stored_rows.customer_id
+        and stored_rows.snapshot_date = targets.recompute_from - 1
 
 ),
 
@@ -212,12 +218,12 @@ calendar as (
 
     select
         base.*,
-        day::date as snapshot_date
+        calendar_days.calendar_day::date as snapshot_date
     from base
     cross join bounds
     cross join lateral generate_series(
         base.recompute_from, bounds.last_snapshot_on, interval '1 day'
-    ) as days (day)
+    ) as calendar_days (calendar_day)
 
 ),
 
@@ -279,30 +285,39 @@ rfm_days as (
     -- Snapshot days where a recomputed row's RFM inputs differ from what is stored (or are new).
     select distinct recomputed.snapshot_date
     from recomputed
-    left join {{ this }} as stored
-        on recomputed.customer_id = stored.customer_id
-        and recomputed.snapshot_date = stored.snapshot_date
-    where stored.customer_id is null
-        or stored.orders_total is distinct from recomputed.orders_total
-        or stored.revenue_total is distinct from recomputed.revenue_total
-        or stored.last_order_on is distinct from recomputed.last_order_on
+    left join {{ this }} as stored_rows
+        on recomputed.customer_id = stored_rows.customer_id
+        and recomputed.snapshot_date = stored_rows.snapshot_date
+    where stored_rows.customer_id is null
+        or stored_rows.orders_total is distinct from recomputed.orders_total
+        or stored_rows.revenue_total is distinct from recomputed.revenue_total
+        or stored_rows.last_order_on is distinct from recomputed.last_order_on
 
 ),
 
 rfm_population as (
 
-    select customer_id, snapshot_date, orders_total, revenue_total, last_order_on
+    select
+        customer_id,
+        snapshot_date,
+        orders_total,
+        revenue_total,
+        last_order_on
     from recomputed
     where snapshot_date in (select rfm_days.snapshot_date from rfm_days)
     union all
-    select stored.customer_id, stored.snapshot_date, stored.orders_total, stored.revenue_total,
-        stored.last_order_on
-    from {{ this }} as stored
-    where stored.snapshot_date in (select rfm_days.snapshot_date from rfm_days)
+    select
+        stored_rows.customer_id,
+        stored_rows.snapshot_date,
+        stored_rows.orders_total,
+        stored_rows.revenue_total,
+        stored_rows.last_order_on
+    from {{ this }} as stored_rows
+    where stored_rows.snapshot_date in (select rfm_days.snapshot_date from rfm_days)
         and not exists (
             select 1 from recomputed
-            where recomputed.customer_id = stored.customer_id
-                and recomputed.snapshot_date = stored.snapshot_date
+            where recomputed.customer_id = stored_rows.customer_id
+                and recomputed.snapshot_date = stored_rows.snapshot_date
         )
 
 ),
@@ -339,7 +354,7 @@ scored as (
         recomputed.*,
         {%- for name in rfm_columns %}
         {%- if is_incremental() %}
-        coalesce(rfm.{{ name }}, stored.{{ name }}) as {{ name }},
+        coalesce(rfm.{{ name }}, stored_rows.{{ name }}) as {{ name }},
         {%- else %}
         rfm.{{ name }},
         {%- endif %}
@@ -350,9 +365,9 @@ scored as (
         on recomputed.customer_id = rfm.customer_id
         and recomputed.snapshot_date = rfm.snapshot_date
     {%- if is_incremental() %}
-    left join {{ this }} as stored
-        on recomputed.customer_id = stored.customer_id
-        and recomputed.snapshot_date = stored.snapshot_date
+    left join {{ this }} as stored_rows
+        on recomputed.customer_id = stored_rows.customer_id
+        and recomputed.snapshot_date = stored_rows.snapshot_date
     {%- endif %}
 
 ),
@@ -361,39 +376,39 @@ scored as (
 
 rescored as (
 
-    -- Other customers' stored rows whose RFM scores move because the population changed.
+    -- Other customers' stored_rows rows whose RFM scores move because the population changed.
     select
-        stored.customer_id,
-        stored.event_timestamp,
-        stored.snapshot_date,
-        stored.tenure_days,
+        stored_rows.customer_id,
+        stored_rows.event_timestamp,
+        stored_rows.snapshot_date,
+        stored_rows.tenure_days,
         {%- for name, _, _ in windowed %}
-        stored.{{ name }},
+        stored_rows.{{ name }},
         {%- endfor %}
-        stored.avg_order_value,
-        stored.days_since_last_event,
-        stored.days_since_last_order,
-        stored.is_buyer,
-        stored.first_seen_on,
-        stored.last_event_on,
-        stored.last_order_on,
+        stored_rows.avg_order_value,
+        stored_rows.days_since_last_event,
+        stored_rows.days_since_last_order,
+        stored_rows.is_buyer,
+        stored_rows.first_seen_on,
+        stored_rows.last_event_on,
+        stored_rows.last_order_on,
         {%- for name in rfm_columns %}
         rfm.{{ name }},
         {%- endfor %}
-        stored.top_category_90d,
-        stored.top_category_share_90d
-    from {{ this }} as stored
+        stored_rows.top_category_90d,
+        stored_rows.top_category_share_90d
+    from {{ this }} as stored_rows
     inner join rfm
-        on stored.customer_id = rfm.customer_id
-        and stored.snapshot_date = rfm.snapshot_date
+        on stored_rows.customer_id = rfm.customer_id
+        and stored_rows.snapshot_date = rfm.snapshot_date
     where not exists (
             select 1 from recomputed
-            where recomputed.customer_id = stored.customer_id
-                and recomputed.snapshot_date = stored.snapshot_date
+            where recomputed.customer_id = stored_rows.customer_id
+                and recomputed.snapshot_date = stored_rows.snapshot_date
         )
         and (
             {%- for name in rfm_columns %}
-            stored.{{ name }} <> rfm.{{ name }}{{ " or" if not loop.last }}
+            stored_rows.{{ name }} <> rfm.{{ name }}{{ " or" if not loop.last }}
             {%- endfor %}
         )
 

@@ -13,10 +13,11 @@ lines as (
         orders.order_id,
         orders.customer_id,
         orders.ordered_at,
-        line.ordinality::int as line_number,
-        line.value as line
+        product_line.line_position::int as line_number,
+        product_line.line_value as line_json
     from orders
-    cross join lateral jsonb_array_elements(orders.order_products) with ordinality as line (value, ordinality)
+    cross join
+        lateral jsonb_array_elements(orders.order_products) with ordinality as product_line (line_value, line_position)
     where orders.order_products is not null
 
 ),
@@ -29,14 +30,14 @@ final as (
         customer_id,
         ordered_at,
         line_number,
-        line ->> 'product_id' as product_id,
-        line ->> 'name' as product_name,
-        nullif(lower(trim(line ->> 'category')), '') as product_category,
-        ({{ json_number("line -> 'price'") }})::double precision as price,
-        coalesce({{ json_number("line -> 'quantity'") }}, 1)::double precision as quantity,
+        line_json ->> 'product_id' as product_id,
+        line_json ->> 'name' as product_name,
+        nullif(lower(trim(line_json ->> 'category')), '') as product_category,
+        ({{ json_number("line_json -> 'price'") }})::double precision as price,
+        coalesce({{ json_number("line_json -> 'quantity'") }}, 1)::double precision as quantity,
         (
-            coalesce({{ json_number("line -> 'price'") }}, 0)
-            * coalesce({{ json_number("line -> 'quantity'") }}, 1)
+            coalesce({{ json_number("line_json -> 'price'") }}, 0)
+            * coalesce({{ json_number("line_json -> 'quantity'") }}, 1)
         )::double precision as line_revenue
     from lines
 

@@ -19,12 +19,12 @@ engagement as (
 
     select
         product_id,
-        (array_agg(product_name order by event_at desc, event_id) filter (where product_name is not null))[1]
+        (array_agg(product_name order by event_at desc, event_id asc) filter (where product_name is not null))[1]
             as product_name,
-        (array_agg(product_category order by event_at desc, event_id) filter (
+        (array_agg(product_category order by event_at desc, event_id asc) filter (
             where product_category is not null
         ))[1] as product_category,
-        (array_agg(product_price order by event_at desc, event_id) filter (where product_price is not null))[1]
+        (array_agg(product_price order by event_at desc, event_id asc) filter (where product_price is not null))[1]
             as price,
         min(event_at) as first_seen_at,
         max(event_at) as last_seen_at,

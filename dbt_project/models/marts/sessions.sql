@@ -18,7 +18,7 @@
 -- so they are not part of sessions.
 --
 -- Incremental: for each visitor with changed events, the sessions from the last one that started at or
--- before the earliest change are rebuilt and replace the stored ones (`replace_from` strategy), so late
+-- before the earliest change are rebuilt and replace the stored_rows ones (`replace_from` strategy), so late
 -- events that merge or split sessions leave no stale session behind.
 with
 
@@ -46,11 +46,11 @@ rebuild_from as (
 
     select
         changed_visitors.visitor_key,
-        coalesce(max(stored.started_at), '-infinity'::timestamptz) as replace_from
+        coalesce(max(stored_rows.started_at), '-infinity'::timestamptz) as replace_from
     from changed_visitors
-    left join {{ this }} as stored
-        on changed_visitors.visitor_key = stored.visitor_key
-        and stored.started_at <= changed_visitors.changed_from
+    left join {{ this }} as stored_rows
+        on changed_visitors.visitor_key = stored_rows.visitor_key
+        and changed_visitors.changed_from >= stored_rows.started_at
     group by changed_visitors.visitor_key
 
 ),

@@ -32,15 +32,15 @@ deduplicated as (
     select source.*
     from source
     where not exists (
-        select 1
-        from {{ source('pulse', 'events') }} as earlier
-        where
-            earlier.event_id = source.event_id
-            and (
-                earlier.loaded_at < source.loaded_at
-                or (earlier.loaded_at = source.loaded_at and earlier.ctid < source.row_locator)
-            )
-    )
+            select 1
+            from {{ source('pulse', 'events') }} as earlier
+            where
+                earlier.event_id = source.event_id
+                and (
+                    earlier.loaded_at < source.loaded_at
+                    or (earlier.loaded_at = source.loaded_at and earlier.ctid < source.row_locator)
+                )
+        )
 
 ),
 
