@@ -85,8 +85,13 @@ def simulate(
     end: datetime | date | None = None,
     label_days: int = 14,
     progress: Callable[[int], None] | None = None,
+    activity: float = 1.0,
 ) -> SimulationResult:
-    """Write `events.jsonl` and `truth.csv` into `out_dir`. Same arguments, same files."""
+    """Write `events.jsonl` and `truth.csv` into `out_dir`. Same arguments, same files.
+
+    `activity` scales every customer's visit rate (0.2 = a fifth of the visits, so fewer events per
+    customer, as the warehouse benchmark wants); the truth file follows the scaled rates.
+    """
     end_at = _as_midnight(end) if end is not None else default_end()
     start_at = end_at - timedelta(days=days)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +107,7 @@ def simulate(
         truth = csv.writer(truth_file)
         truth.writerow(["customer_id", "true_probability", "window_start", "window_end", "churned"])
         for index in range(customers):
-            customer = _Customer(index, rng, days, seed)
+            customer = _Customer(index, rng, days, seed, activity)
             for event in customer.events(start_at, by_category):
                 events_file.write(json.dumps(event, separators=(",", ":")) + "\n")
                 n_events += 1
@@ -130,7 +135,9 @@ def _as_midnight(value: datetime | date) -> datetime:
 class _Customer:
     """One simulated customer: latent traits, then the events they cause, in time order."""
 
-    def __init__(self, index: int, rng: np.random.Generator, days: int, seed: int) -> None:
+    def __init__(
+        self, index: int, rng: np.random.Generator, days: int, seed: int, activity: float = 1.0
+    ) -> None:
         self.customer_id = f"c{index:06d}"
         self.days = days
         # Most customers predate the window; the rest arrive during it.
@@ -157,6 +164,8 @@ class _Customer:
         active = (day_index >= self.first_day).astype(float)
         weekend = np.where((day_index % 7) >= 5, 1.2, 1.0)
         self.visit_rate = self.engagement * multiplier * alive * active * weekend
+        if activity != 1.0:
+            self.visit_rate = self.visit_rate * activity
         self.conv_rate = np.clip(self.conversion * multiplier, 0, 0.9)
         self.order_rate = self.visit_rate * self.conv_rate  # expected orders per day (Poisson thinning)
         # Per-customer stream so one customer's draws never shift another's.
