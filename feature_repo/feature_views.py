@@ -1,11 +1,12 @@
-"""Feast feature views over the dbt marts."""
+"""Feast feature views: batch views over the dbt marts, a stream view fed by the collector, on-demand views."""
 
 from datetime import timedelta
 
-from data_sources import customer_features_source
+from data_sources import customer_features_source, customer_realtime_push
 from entities import customer
-from feast import FeatureView, Field
-from feast.types import Float64, Int64
+from feast import FeatureView, Field, StreamFeatureView
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, Int64, String, UnixTimestamp
 
 ACTIVITY_FEATURES = {
     "tenure_days": Int64,
@@ -83,3 +84,72 @@ customer_activity = FeatureView(
     description="RFM and recent-activity aggregates per customer (dbt mart customer_features).",
     tags={"dbt_model": "marts/customer_features"},
 )
+
+# -- real-time -------------------------------------------------------------------------------------
+# Fed by the collector through `customer_realtime_push` (pulse.features.realtime computes the values, so
+# this view has no udf). Window counts are as of the customer's latest event; the on-demand view below
+# turns them into values as of the request.
+REALTIME_FEATURES = {
+    "last_event_at": UnixTimestamp,
+    "last_event_name": String,
+    "events_30m": Int64,
+    "product_views_30m": Int64,
+    "cart_value": Float64,
+    "cart_items": Int64,
+    "last_viewed_category": String,
+}
+
+customer_realtime = StreamFeatureView(
+    name="customer_realtime",
+    entities=[customer],
+    # Pushed on every event; a value nobody refreshed for a day says nothing about "now".
+    ttl=timedelta(days=1),
+    schema=[Field(name=name, dtype=dtype) for name, dtype in REALTIME_FEATURES.items()],
+    source=customer_realtime_push,
+    timestamp_field="event_timestamp",
+    online=True,
+    owner="data-team@pulse.example",
+    description="Last event, 30-minute activity, open cart and last viewed category, from the event stream.",
+    tags={"producer": "pulse.features.realtime"},
+)
+
+
+@on_demand_feature_view(
+    sources=[customer_realtime],
+    schema=[
+        Field(name="minutes_since_last_event", dtype=Float64),
+        Field(name="is_active_30m", dtype=Int64),
+        Field(name="events_30m_now", dtype=Int64),
+        Field(name="product_views_30m_now", dtype=Int64),
+        Field(name="has_open_cart", dtype=Int64),
+    ],
+    mode="python",
+    owner="data-team@pulse.example",
+    description="Computed at request time from customer_realtime: recency in minutes, and the 30-minute "
+    "counts set to 0 once the customer's last event is more than 30 minutes old.",
+)
+def customer_realtime_now(inputs: dict) -> dict:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    out: dict = {name: [] for name in ("minutes_since_last_event", "is_active_30m", "events_30m_now")}
+    out["product_views_30m_now"], out["has_open_cart"] = [], []
+    for last, events, views, items in zip(
+        inputs["last_event_at"],
+        inputs["events_30m"],
+        inputs["product_views_30m"],
+        inputs["cart_items"],
+        strict=True,
+    ):
+        if last is None:
+            minutes = None
+        else:
+            last = last if last.tzinfo else last.replace(tzinfo=UTC)
+            minutes = max(0.0, (now - last).total_seconds() / 60)
+        active = minutes is not None and minutes <= 30
+        out["minutes_since_last_event"].append(minutes)
+        out["is_active_30m"].append(int(active))
+        out["events_30m_now"].append(int(events or 0) if active else 0)
+        out["product_views_30m_now"].append(int(views or 0) if active else 0)
+        out["has_open_cart"].append(int((items or 0) > 0))
+    return out

@@ -105,15 +105,31 @@ def repo_objects(settings: Settings) -> list:
 
 def apply(settings: Settings | None = None) -> list[str]:
     """Register the repo's entities, sources, views and services; create online tables. Idempotent."""
+    from pulse.features.realtime import ensure_log_table
+
     settings = settings or get_settings()
     objects = repo_objects(settings)
+    ensure_log_table(settings)  # the (empty) batch table behind the real-time push source
     feature_store(settings).apply(objects)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
 
+def batch_views(store) -> list[str]:
+    """Feature views loaded by materialisation: every online view except those fed by pushes (the
+    collector keeps those fresh; materialising their empty batch table would add nothing)."""
+    from feast.data_source import PushSource
+
+    return [
+        fv.name
+        for fv in store.list_feature_views()
+        if fv.online and not isinstance(fv.stream_source, PushSource)
+    ]
+
+
 def materialize(start: datetime, end: datetime, settings: Settings | None = None) -> None:
     """Load the latest feature values with timestamps in [start, end] into the online store."""
-    feature_store(settings).materialize(start_date=start, end_date=end)
+    store = feature_store(settings)
+    store.materialize(start_date=start, end_date=end, feature_views=batch_views(store))
 
 
 @dataclass
