@@ -258,12 +258,14 @@ class RealtimePusher:
         """Push the rows of every customer changed since the last push; returns the number of rows."""
         from feast.data_source import PushMode
 
+        if not self._dirty:
+            return 0
+        store = self._store_or_none()  # outside the lock: the first call imports Feast (seconds)
         with self._lock:
-            if not self._dirty:
-                return 0
-            store = self._store_or_none()
             if store is None:
                 self._dirty.clear()
+                return 0
+            if not self._dirty:
                 return 0
             customers = list(self._dirty)[: self.max_rows]
             for customer in customers:
