@@ -23,6 +23,10 @@ def test_classification_metrics_on_a_known_ranking():
     assert scalar(rows, "brier") == pytest.approx(np.mean((np.array([0.1, 0.4, 0.35, 0.8]) - label) ** 2))
     bins = {b: v for m, b, v in rows if m == "calibration_count"}
     assert sum(bins.values()) == 4
+    fpr = [v for m, b, v in rows if m == "roc_fpr"]
+    tpr = [v for m, b, v in rows if m == "roc_tpr"]
+    assert fpr[0] == tpr[0] == 0.0 and fpr[-1] == tpr[-1] == 1.0
+    assert np.trapezoid(tpr, fpr) == pytest.approx(0.75)
 
 
 def test_regression_metrics():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (
     average_precision_score,
+    roc_curve,
     brier_score_loss,
     log_loss,
     mean_absolute_error,
@@ -57,6 +58,17 @@ def calibration_bins(label: np.ndarray, probability: np.ndarray, bins: int = 10)
     return rows
 
 
+def roc_points(label: np.ndarray, probability: np.ndarray, points: int = 50) -> list[MetricRow]:
+    """The ROC curve thinned to at most `points` points (bucket = point number), for plotting."""
+    fpr, tpr, _ = roc_curve(label, probability)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).round().astype(int))
+    return [
+        row
+        for i, k in enumerate(keep, 1)
+        for row in (("roc_fpr", i, float(fpr[k])), ("roc_tpr", i, float(tpr[k])))
+    ]
+
+
 def classification_metrics(label: np.ndarray, probability: np.ndarray) -> list[MetricRow]:
     label = np.asarray(label, dtype=int)
     probability = np.clip(np.asarray(probability, dtype=float), 1e-6, 1 - 1e-6)
@@ -68,7 +80,12 @@ def classification_metrics(label: np.ndarray, probability: np.ndarray) -> list[M
         ("positive_rate", 0, float(label.mean())),
         ("n", 0, float(len(label))),
     ]
-    return rows + lift_and_gain(label, probability) + calibration_bins(label, probability)
+    return (
+        rows
+        + lift_and_gain(label, probability)
+        + calibration_bins(label, probability)
+        + roc_points(label, probability)
+    )
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> list[MetricRow]:
