@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pulse.collector.scores import score_routes
 from pulse.collector.writer import GroupCommitWriter, Hook, Unavailable
 from pulse.config import Settings, get_settings
 from pulse.db import warehouse_url
@@ -48,6 +49,7 @@ from pulse.events.contract import utc_now
 from pulse.events.ingest import parse_payload
 from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
+from pulse.features.realtime import RealtimePusher
 
 log = logging.getLogger(__name__)
 
@@ -342,20 +344,25 @@ class Collector:
 
 def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> Starlette:
     """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
-    collector = Collector(settings or get_settings(), hooks)
+    settings = settings or get_settings()
+    realtime = RealtimePusher(settings)  # post-commit hook: real-time features to Feast, batched
+    collector = Collector(settings, [*hooks, realtime])
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         await asyncio.to_thread(ensure_raw_tables, collector.url)
         collector.writer.start()
+        realtime.start()
         try:
             yield
         finally:
             await asyncio.to_thread(collector.writer.close)
+            await asyncio.to_thread(realtime.close)
 
     routes = [
         Route("/v1/{call:str}", collector.handle, methods=["POST"]),
         Route("/health", collector.health, methods=["GET"]),
+        *score_routes(settings),  # GET /v1/scores/{customer_id}
     ]
     app = Starlette(
         routes=routes,
