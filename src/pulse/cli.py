@@ -249,7 +249,7 @@ def train(
             get_settings(), truth_path=truth, progress=lambda name: status.update(f"training {name}")
         )
     table = Table(title="Champions (ml.model_runs)")
-    for column in ("task", "champion", "holdout", "true-probability AUC", "why"):
+    for column in ("task", "champion", "holdout", "true-probability AUC"):
         table.add_column(column)
     for outcome in outcomes:
         champion = outcome.champion
@@ -261,9 +261,10 @@ def train(
             champion.algorithm if champion else "-",
             f"{metric} {held:.3f}" if held is not None else "-",
             f"{truth_auc:.3f}" if truth_auc is not None else "",
-            outcome.reason or "",
         )
     console.print(table)
+    for outcome in outcomes:
+        console.print(f"[dim]{outcome.task.name}: {outcome.reason}[/]")
     main = next((o for o in outcomes if o.task.name == "purchase_propensity"), None)
     if main and "auc" in main.holdout:
         line = f"purchase_propensity: holdout AUC {main.holdout['auc']:.3f}"
