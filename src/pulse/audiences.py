@@ -337,12 +337,29 @@ def read_out_lift(settings: Settings) -> int:
                     "revenue_lift_ci_high": rhigh,
                 }
             )
-        conn.execute(sa.text("delete from audiences.audience_lift"))
+        # Replace the readouts, but keep a row (and its measured_at) whose numbers did not change, so the
+        # same inputs leave the table identical.
+        conn.execute(
+            sa.text(
+                "delete from audiences.audience_lift where (audience_name, as_of) not in "
+                "(select * from unnest(cast(:names as text[]), cast(:dates as timestamptz[])))"
+            ),
+            {"names": [r["audience_name"] for r in records], "dates": [r["as_of"] for r in records]},
+        )
         if records:
             columns = list(records[0])
+            keys = ("audience_name", "as_of")
+            values = [c for c in columns if c not in (*keys, "measured_at")]
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+            changed = (
+                f"({', '.join('audience_lift.' + c for c in values)}) is distinct from "
+                f"({', '.join('excluded.' + c for c in values)})"
+            )
             conn.execute(
                 sa.text(
-                    f"insert into audiences.audience_lift ({', '.join(columns)}) values ({', '.join(':' + c for c in columns)})"
+                    f"insert into audiences.audience_lift ({', '.join(columns)}) "
+                    f"values ({', '.join(':' + c for c in columns)}) "
+                    f"on conflict (audience_name, as_of) do update set {updates} where {changed}"
                 ),
                 records,
             )

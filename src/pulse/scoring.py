@@ -104,10 +104,25 @@ def score_model(model_name: str, inputs: _Inputs, as_of: datetime, settings: Set
     )
     psis = drift(run, series.to_numpy(), frame)
     with engine(settings).begin() as conn:
+        # Upsert, touching only rows whose score changed: the same inputs leave the table identical
+        # (scored_at included).
+        conn.execute(sa.text("create temporary table new_scores (like ml.scores) on commit drop"))
+        rows.to_sql("new_scores", conn, if_exists="append", index=False, method="multi", chunksize=2000)
         params = {"m": model_name, "t": as_of}
-        conn.execute(sa.text("delete from ml.scores where model_name = :m and as_of = :t"), params)
-        rows.to_sql(
-            "scores", conn, schema="ml", if_exists="append", index=False, method="multi", chunksize=2000
+        conn.execute(
+            sa.text(
+                "delete from ml.scores s where s.model_name = :m and s.as_of = :t and not exists "
+                "(select 1 from new_scores n where n.customer_id = s.customer_id)"
+            ),
+            params,
+        )
+        conn.execute(
+            sa.text(
+                "insert into ml.scores select * from new_scores on conflict (model_name, as_of, customer_id) do update "
+                "set run_id = excluded.run_id, score = excluded.score, percentile = excluded.percentile, "
+                "scored_at = excluded.scored_at where (ml.scores.run_id, ml.scores.score, ml.scores.percentile) "
+                "is distinct from (excluded.run_id, excluded.score, excluded.percentile)"
+            )
         )
         conn.execute(
             sa.text("delete from ml.score_drift where run_id = :r and as_of = :t"),

@@ -51,8 +51,11 @@ def test_lift_readout_compares_treatment_with_holdout(settings):
     assert row["absolute_lift"] == pytest.approx(0.4) and row["relative_lift"] == pytest.approx(2.0)
     assert row["absolute_lift_ci_low"] < 0.4 < row["absolute_lift_ci_high"]
     assert row["revenue_lift"] == pytest.approx(6.0 - 2.0)
-    # Reading out again replaces, never duplicates.
+    # Reading out again replaces, never duplicates, and leaves an unchanged row exactly as it was.
     assert read_out_lift(settings) == 1
+    with engine(settings).connect() as conn:
+        again = conn.execute(sa.text("select * from audiences.audience_lift")).mappings().one()
+    assert again == row
 
 
 def test_history_records_entries_and_exits_at_the_scores_snapshot(settings):
