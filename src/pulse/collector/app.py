@@ -63,6 +63,7 @@ SOURCE = "collector"
 CALLS = {
     "batch": "batch",
     "b": "batch",
+    "import": "batch",  # Segment's older name for batch
     "track": "track",
     "t": "track",
     "identify": "identify",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -44,6 +45,7 @@ _NAME_RE = re.compile(r"[^0-9a-z]+")
 _json_encode = msgspec.json.Encoder().encode
 
 
+@lru_cache(maxsize=4096)
 def normalise_event_name(name: str) -> str:
     """`Order Completed`, `order_completed` and `order-completed` are one event: `order_completed`."""
     return _NAME_RE.sub("_", name.strip().lower()).strip("_")
@@ -60,10 +62,12 @@ def encode_json(value: Any) -> str:
 
 
 def _ids(value: Any) -> Any:
-    # Segment libraries send numeric ids as numbers; they are still ids. Empty ids are no ids.
+    # Segment libraries send numeric ids as numbers; they are still ids. Blank ids are no ids.
+    if isinstance(value, str):
+        return value.strip() or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    return value if value != "" else None
+    return value
 
 
 class Event(BaseModel):
@@ -91,11 +95,6 @@ class Event(BaseModel):
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
         return _ids(value)
-
-    @field_validator("userId", "anonymousId", "previousId", "groupId")
-    @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
 
     @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt")
     @classmethod

@@ -48,11 +48,21 @@ class OrderRowError(ValueError):
     pass
 
 
-_AMOUNT_JUNK = re.compile(r"[\s$€£¥,]")
+_AMOUNT_JUNK = re.compile(r"[\s$€£¥]")
 
 
 def parse_amount(text: str) -> float:
+    """`12.5`, `$1,234.50`, `1.234,50 €`, `€7,00`. With both marks the later one is the decimal mark; a
+    lone comma is a thousands separator when groups of three digits follow it, else the decimal mark."""
     cleaned = _AMOUNT_JUNK.sub("", text)
+    if "," in cleaned and "." in cleaned:
+        thousands = "." if cleaned.rfind(",") > cleaned.rfind(".") else ","
+        cleaned = cleaned.replace(thousands, "").replace(",", ".")
+    elif "," in cleaned:
+        if re.fullmatch(r"-?\d{1,3}(,\d{3})+", cleaned):
+            cleaned = cleaned.replace(",", "")
+        else:
+            cleaned = cleaned.replace(",", ".")
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
