@@ -49,12 +49,26 @@
     end
 {%- endmacro %}
 
+{#-
+    Watermarks of incremental models, resolved to literals when the model runs, so PostgreSQL plans the
+    filter with its statistics (an index scan over the few new rows) instead of guessing a third of the
+    table for `> (select max(...))`.
+-#}
+{% macro _watermark(sql) -%}
+    {%- if execute -%}
+        {%- set value = run_query(sql).columns[0].values()[0] -%}
+        {%- if value is none -%}'-infinity'::timestamptz{%- else -%}'{{ value }}'::timestamptz{%- endif -%}
+    {%- else -%}
+        ({{ sql }})
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The newest `loaded_at` an incremental model has seen, minus the `lookback` var. -#}
 {% macro loaded_since(relation) -%}
-    (select coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '{{ var("lookback") }}' from {{ relation }})
+    {{ _watermark("select max(loaded_at) - interval '" ~ var("lookback") ~ "' from " ~ relation) }}
 {%- endmacro %}
 
 {#- The newest `_updated_at` (dbt run start) of an incremental model: rows upstream changed after it are new to it. -#}
 {% macro updated_since(relation) -%}
-    (select coalesce(max(_updated_at), '-infinity'::timestamptz) from {{ relation }})
+    {{ _watermark("select max(_updated_at) from " ~ relation) }}
 {%- endmacro %}

@@ -25,6 +25,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'activity_date', 'identified_date'],
+        post_hook='analyze {{ this }}',
         on_schema_change='fail',
         indexes=[
             {'columns': ['customer_id', 'activity_date', 'identified_date'], 'unique': True},
@@ -177,7 +178,8 @@ final as (
         {%- for name in count_columns %}
         {{ name }}::bigint as {{ name }},
         {%- endfor %}
-        revenue::double precision as revenue,
+        -- numeric, not double: the features sum and subtract it, and must come out exact.
+        revenue::numeric as revenue,
         '{{ run_started_at }}'::timestamptz as _updated_at
     from changes
 

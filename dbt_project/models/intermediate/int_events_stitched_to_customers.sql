@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='event_id',
+        post_hook='analyze {{ this }}',
         on_schema_change='fail',
         indexes=[
             {'columns': ['event_id'], 'unique': True},

@@ -1,4 +1,10 @@
-{{ config(materialized='table', indexes=[{'columns': ['anonymous_id', 'valid_from']}]) }}
+{{
+    config(
+        materialized='table',
+        indexes=[{'columns': ['anonymous_id', 'valid_from']}],
+        post_hook='analyze {{ this }}',
+    )
+}}
 -- The identity graph as episodes: which customer a device (anonymous id) belonged to, and from when.
 --
 -- Links come from identify, alias (previousId -> userId) and sign-in events only. Per device the links

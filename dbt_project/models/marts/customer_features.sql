@@ -29,6 +29,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'snapshot_date'],
+        post_hook='analyze {{ this }}',
         on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['customer_id', 'snapshot_date'], 'unique': True},
@@ -78,9 +79,7 @@ bounds as (
 
 stored_bounds as (
 
-    select
-        max(snapshot_date) as last_snapshot_on,
-        max(_updated_at) as updated_through
+    select max(snapshot_date) as last_snapshot_on
     from {{ this }}
 
 ),
@@ -95,7 +94,7 @@ targets as (
             customer_id,
             starts_on as recompute_from
         from daily
-        where _updated_at > (select stored_bounds.updated_through from stored_bounds)
+        where _updated_at > {{ updated_since(this) }}
         union all
         -- New days of data: every known customer gets the new snapshots.
         select
@@ -114,7 +113,7 @@ base as (
         targets.customer_id,
         targets.recompute_from,
         {%- for name, _, _ in windowed %}
-        coalesce(stored_rows.{{ name }}, 0) as base_{{ name }},
+        coalesce(stored_rows.{{ name }}{{ '::numeric' if name in money }}, 0) as base_{{ name }},
         {%- endfor %}
         {%- for name in state_dates %}
         stored_rows.{{ name }} as base_{{ name }}{{ "," if not loop.last }}
@@ -260,9 +259,14 @@ recomputed as (
         snapshot_date,
         (snapshot_date - first_seen_on)::bigint as tenure_days,
         {%- for name, _, _ in windowed %}
-        {{ name }}::{{ 'double precision' if name in money else 'bigint' }} as {{ name }},
+        {%- if name in money %}
+        -- Money is summed as numeric (exact, so increments equal rebuilds) and rounded once here.
+        round({{ name }}, 6)::double precision as {{ name }},
+        {%- else %}
+        {{ name }}::bigint as {{ name }},
+        {%- endif %}
         {%- endfor %}
-        case when orders_total > 0 then revenue_total::double precision / orders_total else 0 end
+        case when orders_total > 0 then round(revenue_total, 6)::double precision / orders_total else 0 end
             as avg_order_value,
         (snapshot_date - last_event_on)::bigint as days_since_last_event,
         -- Never ordered: as if the last order were just before the customer was first seen.

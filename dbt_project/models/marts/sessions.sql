@@ -5,6 +5,7 @@
         unique_key='session_id',
         replace_key='visitor_key',
         replace_from_column='started_at',
+        post_hook='analyze {{ this }}',
         on_schema_change='fail',
         indexes=[
             {'columns': ['session_id'], 'unique': True},

@@ -1,0 +1,159 @@
+"""Warehouse benchmark: a full `dbt build` on ~1M events, then an incremental one after 1% new events.
+
+    .venv/bin/python bench/warehouse/run.py [--customers 20000] [--days 90] [--activity 0.14]
+
+Simulates `--customers` over `--days` + 1 days, loads all but the last day (about 99% of the events),
+times a full `dbt build --full-refresh` of the warehouse models (models, unit tests and data tests), loads
+the last day (about 1%: the daily increment of a daily pipeline) and times a plain `dbt build`, which
+processes it incrementally. Prints both times and their ratio (goal: incremental <= 0.1 x full), and
+the same split for model time only. The history's `loaded_at` is set to the morning after each event's
+day, as a daily pipeline would have loaded it; loaded in one go, every event would carry the same
+`loaded_at` and the `lookback` var (which re-reads the last hours of loads, to catch transactions that
+committed late) would re-read the whole history.
+
+Uses its own database on the server in PULSE_DATABASE_URL (or the embedded one) and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from pulse import db, embedded
+from pulse.config import PROJECT_ROOT, Settings
+from pulse.events.ingest import ingest_path
+from pulse.events.simulator import simulate
+from pulse.transform import run_dbt
+
+WAREHOUSE_ONLY = ["--exclude", "path:models/audiences", "path:models/staging/ml"]
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(
+        make_url(url).set(database="postgres").render_as_string(hide_password=False), autocommit=True
+    )
+
+
+def split_last_day(
+    events_path: Path, last_day_start: datetime, base: Path, increment: Path
+) -> tuple[int, int]:
+    cutoff = last_day_start.isoformat().replace("+00:00", "Z")
+    n_base = n_increment = 0
+    with events_path.open() as source, base.open("w") as old, increment.open("w") as new:
+        for line in source:
+            # ISO timestamps in UTC ("...Z") compare as strings.
+            if json.loads(line)["timestamp"] < cutoff:
+                old.write(line)
+                n_base += 1
+            else:
+                new.write(line)
+                n_increment += 1
+    return n_base, n_increment
+
+
+def timed_build(settings: Settings, *extra: str) -> tuple[float, float, float]:
+    """Wall time of `dbt build`, and the summed execution time of its models and of its tests."""
+    started = time.perf_counter()
+    results = run_dbt(["build", *WAREHOUSE_ONLY, *extra], settings)
+    wall = time.perf_counter() - started
+    models = sum(r.execution_time for r in results if r.unique_id.startswith("model."))
+    tests = sum(r.execution_time for r in results if r.unique_id.startswith(("test.", "unit_test.")))
+    slowest = sorted(results, key=lambda r: -r.execution_time)[:6]
+    print(
+        "    slowest: " + ", ".join(f"{r.unique_id.split('.')[-1]} {r.execution_time:.1f}s" for r in slowest)
+    )
+    return wall, models, tests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument(
+        "--activity", type=float, default=0.14, help="visit-rate scale (about 50 events a customer)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+
+    server = os.environ.get("PULSE_DATABASE_URL") or embedded.start(PROJECT_ROOT / ".pulse")
+    name = f"pulse_bench_warehouse_{uuid.uuid4().hex[:8]}"
+    with _admin(server) as conn:
+        conn.execute(f'create database "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    work = Path(tempfile.mkdtemp(prefix="pulse-bench-warehouse-"))
+    os.environ["PULSE_DATABASE_URL"] = url
+    os.environ["PULSE_HOME"] = str(work / "home")
+    settings = Settings()
+    try:
+        db.create_schemas(settings)
+        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        print(f"simulating {args.customers:,} customers x {args.days + 1} days ...", flush=True)
+        sim = simulate(
+            work / "sim",
+            customers=args.customers,
+            days=args.days + 1,
+            seed=args.seed,
+            end=end,
+            activity=args.activity,
+        )
+        base, increment = work / "base.jsonl", work / "increment.jsonl"
+        n_base, n_increment = split_last_day(sim.events_path, end - timedelta(days=1), base, increment)
+        ingest_path(base, settings)
+        with psycopg.connect(url) as conn:
+            # History as a daily pipeline would have loaded it: each day's events the next morning.
+            conn.execute(
+                "update raw.events set loaded_at = date_trunc('day', event_at) + interval '1 day 1 hour'"
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("vacuum analyze raw.events")
+        print(f"loaded {n_base:,} events; building from scratch ...", flush=True)
+        full, full_models, full_tests = timed_build(settings, "--full-refresh")
+        print(
+            f"  full build        {full:7.1f} s  (models {full_models:6.1f} s, tests {full_tests:6.1f} s)",
+            flush=True,
+        )
+
+        ingest_path(increment, settings)  # no analyze: the planner reads new extremes from the index
+        share = n_increment / n_base
+        print(
+            f"loaded {n_increment:,} new events ({share:.1%} of the base); building incrementally ...",
+            flush=True,
+        )
+        inc, inc_models, inc_tests = timed_build(settings)
+        print(f"  incremental build {inc:7.1f} s  (models {inc_models:6.1f} s, tests {inc_tests:6.1f} s)")
+
+        with psycopg.connect(url) as conn:
+            snapshots = conn.execute("select count(*) from marts.customer_features").fetchone()[0]
+            customers = conn.execute("select count(*) from marts.customers").fetchone()[0]
+        print()
+        print(
+            f"events: {n_base:,} base + {n_increment:,} new; customers: {customers:,}; feature snapshots: {snapshots:,}"
+        )
+        print(f"full build:        {full:.1f} s")
+        print(f"incremental build: {inc:.1f} s")
+        print(f"ratio (incremental / full): {inc / full:.3f}   goal <= 0.1")
+        print(
+            f"models only:       full {full_models:.1f} s, incremental {inc_models:.1f} s, ratio {inc_models / full_models:.3f}"
+        )
+    finally:
+        db._engine_for(url).dispose()
+        if not args.keep:
+            with _admin(server) as conn:
+                conn.execute(f'drop database if exists "{name}" with (force)')
+        else:
+            print(f"kept database {name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
