@@ -53,6 +53,8 @@ def pulse_transform():
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
+            # A test over two models (e.g. `relationships`) runs in its own task once both are built.
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,  # Pulse emits its own Assets, with the data window
         ),
         execution_config=ExecutionConfig(

@@ -86,7 +86,10 @@ def reset_pulse_tables(settings: Settings | None = None) -> None:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """A plain `datetime` in UTC (Airflow hands out pendulum DateTimes, which lose their timezone in
+    arithmetic when it is `datetime.UTC`)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=UTC)
 
 
 def window_key(end: datetime) -> str:

@@ -54,14 +54,26 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
 
     manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    multi_parent_tests = {
+        n["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test"
+        and len({d for d in n["depends_on"]["nodes"] if d.startswith("model.")}) > 1
+    }
     dag = dagbag.dags["pulse_transform"]
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
-    assert dbt_tasks == {f"dbt.{m}_model_build" for m in models}
-    # Materialised models run `dbt build` (model + its tests); ephemeral ones have nothing to run.
+    model_tasks = {t for t in dbt_tasks if t.endswith("_model_build")}
+    assert model_tasks == {f"dbt.{m}_model_build" for m in models}
+    # A test over two models runs in its own task, after both models are built.
+    test_tasks = dbt_tasks - model_tasks
+    assert test_tasks == {f"dbt.{t}_test" for t in multi_parent_tests}
+    for task_id in test_tasks:
+        assert len(dag.get_task(task_id).upstream_task_ids) >= 2, task_id
+    # Materialised models run `dbt build` (model + its own tests); ephemeral ones have nothing to run.
     builds = {t.task_id for t in dag.tasks if type(t).__name__ == "DbtBuildLocalOperator"}
     assert {"dbt.stg_pulse__events_model_build", "dbt.customer_features_model_build"} <= builds
-    # The marts check waits for every dbt leaf (the marts).
+    # The marts check waits for every dbt task (through the leaves of the dbt graph).
     leaves = {t for t in dbt_tasks if not dag.get_task(t).downstream_task_ids & dbt_tasks}
-    assert "dbt.customer_features_model_build" in leaves
+    assert leaves
     assert dag.get_task("check_marts").upstream_task_ids == leaves
     assert dagbag.dags["pulse_score_audiences"].get_task("audiences").upstream_task_ids == {"score"}
