@@ -70,9 +70,11 @@ def recommend(customers: list[str], as_of: datetime, settings: Settings) -> pd.D
 
 def write_recommendations(customers: list[str], as_of: datetime, settings: Settings) -> int:
     frame = recommend(customers, as_of, settings)
-    frame["score"] = frame["score"].round(10)
     with engine(settings).begin() as conn:
         conn.execute(sa.text("delete from ml.recommendations where as_of = :t"), {"t": as_of})
+        if frame.empty:  # no categories in the data (e.g. orders imported without products)
+            return 0
+        frame["score"] = frame["score"].astype(float).round(10)
         frame.to_sql(
             "recommendations",
             conn,
