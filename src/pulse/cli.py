@@ -240,13 +240,25 @@ def train(
     truth: Path | None = typer.Option(
         None, help="A simulator truth.csv: also report the true-probability AUC."
     ),
+    task: list[str] | None = typer.Option(
+        None, help="Train only this task (repeatable); default every task."
+    ),
 ) -> None:
     """Train every prediction task: compare algorithms on a time-split backtest, keep or replace each champion."""
+    from pulse.modeling.tasks import task_by_name
     from pulse.modeling.train import train as run
 
+    settings = get_settings()
+    try:
+        tasks = [task_by_name(name, settings) for name in task] if task else None
+    except KeyError as error:
+        _fail(str(error))
     with console.status("training") as status:
         outcomes = run(
-            get_settings(), truth_path=truth, progress=lambda name: status.update(f"training {name}")
+            settings,
+            truth_path=truth,
+            tasks=tasks,
+            progress=lambda name: status.update(f"training {name}"),
         )
     table = Table(title="Champions (ml.model_runs)")
     for column in ("task", "champion", "holdout", "true-probability AUC"):
@@ -386,7 +398,7 @@ def demo(
     ingest(str(sim_dir / "events.jsonl"))
     build()
     features()
-    train(truth=sim_dir / "truth.csv")
+    train(truth=sim_dir / "truth.csv", task=None)
     score()
     audiences(dry_run=False, export=settings.home_dir / "exports")
     console.rule("[bold]Results")
