@@ -146,25 +146,18 @@ def _train_task(task, first, last, cache, orders, training_id, truth, settings) 
     champion_model = _final_fit(best, task, final_rows, features, orders, last)
     holdout_rows = data[data["event_timestamp"] == holdout.cutoff]
 
-    now = datetime.now(UTC)
     runs = []
     for candidate in scored:
         is_best = candidate is best
-        run = ModelRun(
-            run_id=f"{task.name}-{candidate.algorithm}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
-            training_id=training_id,
-            model_name=task.name,
-            algorithm=candidate.algorithm,
-            kind=task.kind,
-            feature_service=task.feature_service,
-            trained_at=now,
-            data_end=last,
+        run = _new_run(
+            task,
+            candidate.algorithm,
+            training_id,
+            last,
             holdout_at=holdout.cutoff,
-            horizon_days=task.horizon_days,
             n_train=candidate.n_train,
             n_holdout=candidate.n_holdout,
             features=features,
-            selection_metric=task.selection_metric,
             backtest_score=candidate.score(task.selection_metric, backtest_folds),
             holdout_score=candidate.score(task.selection_metric, ["holdout"]),
             status="champion"
@@ -274,15 +267,11 @@ def _reference(candidate, model, task, holdout_rows, features) -> dict:
     return reference
 
 
-def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskOutcome:
-    """Not eligible for ML: record why, and let BG/NBD (or RFM) stand in as the champion."""
+def _new_run(
+    task: PredictionTask, algorithm: str, training_id: str, data_end: datetime, **fields
+) -> ModelRun:
     now = datetime.now(UTC)
-    try:
-        model, algorithm = BtydModel(task).fit(orders, last), BtydModel.algorithm
-    except ValueError as error:
-        model, algorithm = RfmModel(task), RfmModel.algorithm
-        reason = f"{reason}; {error}"
-    run = ModelRun(
+    return ModelRun(
         run_id=f"{task.name}-{algorithm}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         training_id=training_id,
         model_name=task.name,
@@ -290,13 +279,29 @@ def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskO
         kind=task.kind,
         feature_service=task.feature_service,
         trained_at=now,
-        data_end=last,
-        holdout_at=last,
+        data_end=data_end,
         horizon_days=task.horizon_days,
+        selection_metric=task.selection_metric,
+        **fields,
+    )
+
+
+def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskOutcome:
+    """Not eligible for ML: record why, and let BG/NBD (or RFM) stand in as the champion."""
+    try:
+        model, algorithm = BtydModel(task).fit(orders, last), BtydModel.algorithm
+    except ValueError as error:
+        model, algorithm = RfmModel(task), RfmModel.algorithm
+        reason = f"{reason}; {error}"
+    run = _new_run(
+        task,
+        algorithm,
+        training_id,
+        last,
+        holdout_at=last,
         n_train=0,
         n_holdout=0,
         features=[],
-        selection_metric=task.selection_metric,
         status="champion",
         is_champion=True,
         reason=f"not eligible for ML ({reason}); {algorithm} baseline stands in",
