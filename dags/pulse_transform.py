@@ -25,7 +25,7 @@ from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
 from pulse_airflow import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
 
 from pulse.config import get_settings
-from pulse.pipeline import dbt_manifest
+from pulse.pipeline import AFTER_SCORING_DBT_SELECTOR, dbt_manifest
 
 _settings = get_settings()
 DBT_DIR = _settings.project_dir / "dbt_project"
@@ -56,6 +56,7 @@ def pulse_transform():
             # A test over two models (e.g. `relationships`) runs in its own task once both are built.
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,  # Pulse emits its own Assets, with the data window
+            exclude=[AFTER_SCORING_DBT_SELECTOR],  # the audience models, built after scoring
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -321,11 +321,25 @@ def score_customers(settings: Settings | None = None) -> dict | None:
     }
 
 
-def build_audiences(settings: Settings | None = None) -> dict:
-    """Rebuild the audiences from the latest scores (members, history, lift readout)."""
-    from pulse.audiences import build_audiences as build
+# dbt models built after scoring (by the audiences step), not by the transform DAG; `pulse build` also
+# leaves them out.
+AFTER_SCORING_DBT_SELECTOR = "tag:audiences"
 
-    return asdict(build(settings or get_settings()))
+
+def build_audiences(settings: Settings | None = None) -> dict:
+    """Rebuild every audience from the latest scores: members, holdouts, membership history, lift."""
+    from pulse import audiences
+
+    settings = settings or get_settings()
+    if hasattr(audiences, "build_audiences"):
+        result = audiences.build_audiences(settings)
+        changes = result.changes
+    else:  # the single-audience API
+        changes = [audiences.build_audience(settings=settings)]
+    return {
+        "members": sum(c.members for c in changes),
+        "audiences": {c.audience: {"members": c.members, "holdout": c.holdout} for c in changes},
+    }
 
 
 # --------------------------------------------------------------------------------------------------
