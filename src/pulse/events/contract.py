@@ -61,15 +61,6 @@ def encode_json(value: Any) -> str:
     return _json_encode(value).decode("utf-8")
 
 
-def _ids(value: Any) -> Any:
-    # Segment libraries send numeric ids as numbers; they are still ids. Blank ids are no ids.
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
 class Event(BaseModel):
     """One Segment-style event. Field names follow the Segment Spec (camelCase on the wire)."""
 
@@ -79,10 +70,10 @@ class Event(BaseModel):
     messageId: str = Field(min_length=1, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
     event: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
-    userId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    anonymousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    previousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    groupId: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    userId: str | None = Field(default=None, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
+    anonymousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
+    previousId: str | None = Field(default=None, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
+    groupId: str | None = Field(default=None, max_length=MAX_ID_LENGTH, coerce_numbers_to_str=True)
     timestamp: datetime | None = None
     originalTimestamp: datetime | None = None  # present in Segment exports, whose timestamp is corrected
     sentAt: datetime | None = None
@@ -90,11 +81,6 @@ class Event(BaseModel):
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-
-    @field_validator("userId", "anonymousId", "previousId", "groupId", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return _ids(value)
 
     @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt")
     @classmethod
@@ -162,7 +148,7 @@ class Event(BaseModel):
         """
         event_at, original_at, received = self.event_times(received_at)
         properties, traits, context = self._payloads(scrub_pii)
-        ids = (self.userId, self.anonymousId, self.previousId)
+        ids = (self.userId or None, self.anonymousId or None, self.previousId or None)  # blank is none
         user_id, anonymous_id, previous_id = (hash_if_email(i) for i in ids) if scrub_pii else ids
         return {
             "event_id": self.messageId,
@@ -185,7 +171,11 @@ class Event(BaseModel):
         """`to_row` as a tuple in `EVENT_COLUMNS` order with the JSON columns encoded: what COPY takes."""
         event_at, original_at, received = self.event_times(received_at)
         properties, traits, context = self._payloads(scrub_pii)
-        user_id, anonymous_id, previous_id = self.userId, self.anonymousId, self.previousId
+        user_id, anonymous_id, previous_id = (
+            self.userId or None,
+            self.anonymousId or None,
+            self.previousId or None,
+        )
         if scrub_pii:
             user_id, anonymous_id, previous_id = (
                 hash_if_email(i) for i in (user_id, anonymous_id, previous_id)

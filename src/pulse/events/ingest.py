@@ -113,6 +113,7 @@ def validation_reason(error: Exception) -> str:
 
 _NUL_TEXT = "\x00"
 _NUL_JSON = "\\u0000"
+_NUL_JSON_BYTES = b"\\u0000"
 
 
 def check_storable(row: tuple[Any, ...], check_encoding: bool = False) -> None:
@@ -134,7 +135,8 @@ def parse_line(line: bytes | str, source: str, line_number: int, received_at: da
     data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
     try:
         row = Event.model_validate_json(data).copy_row(source, received_at, scrub_pii=maybe_pii(data))
-        check_storable(row)
+        if _NUL_JSON_BYTES in data:  # JSON cannot hold a raw NUL byte, only this escape
+            check_storable(row)
         return row
     except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
         return Rejection.of(data, validation_reason(error), source, line_number)

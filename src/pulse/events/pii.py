@@ -135,11 +135,17 @@ def maybe_pii(raw: bytes | str) -> bool:
     if b"@" in data:
         return True
     low = data.lower()
-    return any(word in low and _in_a_key(low, word) for word in _KEY_WORDS)
+    match = _KEY_WORD_RE.search(low)
+    while match is not None:
+        if _in_a_key(low, match.group()):
+            return True
+        match = _KEY_WORD_RE.search(low, match.start() + 1)
+    return False
 
 
 # Every key `_key_kind` matches contains one of these words (`emailAddress`, `phone_number`, `telephone`).
 _KEY_WORDS = (b"mail", b"phone", b"mobile", b"tel")
+_KEY_WORD_RE = re.compile(b"|".join(_KEY_WORDS))
 _SPACE = frozenset(b" \t\r\n")
 _STOP = frozenset(b'",:{}[]\\')
 
