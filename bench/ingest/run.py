@@ -7,7 +7,9 @@
    contract, hash PII, COPY, reject bad lines) on the JSONL file and times it.
 3. Dumps the rows it wrote and COPYs exactly those rows into an identical table (`create table ... (like
    raw.events including all)`: same columns, defaults, primary key and indexes), timed the same way.
-4. Prints both rates and the ratio `pulse / COPY` (goal >= 0.5), then drops the scratch database.
+4. Repeats 2-3 `--rounds` times (pulse, then COPY, alternating, so load from other processes on a shared
+   machine falls on both), prints each round and the overall rates and ratio `pulse / COPY` (goal >= 0.5),
+   then drops the scratch database.
 
 The server is `--url`, else PULSE_DATABASE_URL, else Pulse's embedded PostgreSQL.
 """
@@ -67,6 +69,12 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--url", default=os.environ.get("PULSE_DATABASE_URL"))
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternate pulse and COPY this many times (shared machines are noisy)",
+    )
     args = parser.parse_args()
 
     server = args.url or db.warehouse_url(Settings(database_url=None))
@@ -85,36 +93,47 @@ def main() -> int:
             conn.execute("checkpoint")
 
         print(f"{args.events:,} events, {size_mb:,.0f} MB: {path}", flush=True)
-        started = time.perf_counter()
-        result = ingest_path(path, settings)
-        pulse_s = time.perf_counter() - started
-        assert result.inserted + result.rejected == args.events, result
-
         dump = path.with_suffix(".copy.tsv")
         columns = ", ".join(EVENT_COLUMNS)
-        with psycopg.connect(url) as conn, dump.open("wb") as out:
-            with conn.cursor().copy(f"copy raw.events ({columns}) to stdout") as copy:
-                for block in copy:
-                    out.write(block)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("checkpoint")
+        pulse_total = copy_total = 0.0
+        for round_no in range(1, args.rounds + 1):
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("truncate raw.events, raw.events_rejected, bench.events_copy")
+                conn.execute("checkpoint")
+            started = time.perf_counter()
+            result = ingest_path(path, settings)
+            pulse_s = time.perf_counter() - started
+            assert result.inserted + result.rejected == args.events, result
 
-        started = time.perf_counter()
-        with psycopg.connect(url) as conn, dump.open("rb") as src:
-            with conn.cursor().copy(f"copy bench.events_copy ({columns}) from stdin") as copy:
-                while block := src.read(1 << 20):
-                    copy.write(block)
-        copy_s = time.perf_counter() - started
+            if round_no == 1:
+                with psycopg.connect(url) as conn, dump.open("wb") as out:
+                    with conn.cursor().copy(f"copy raw.events ({columns}) to stdout") as copy:
+                        for block in copy:
+                            out.write(block)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("checkpoint")
+            started = time.perf_counter()
+            with psycopg.connect(url) as conn, dump.open("rb") as src:
+                with conn.cursor().copy(f"copy bench.events_copy ({columns}) from stdin") as copy:
+                    while block := src.read(1 << 20):
+                        copy.write(block)
+            copy_s = time.perf_counter() - started
+            with psycopg.connect(url) as conn:
+                copied = conn.execute("select count(*) from bench.events_copy").fetchone()[0]
+            assert copied == result.inserted, (copied, result.inserted)
+            pulse_total += pulse_s
+            copy_total += copy_s
+            print(
+                f"round {round_no}: pulse ingest {result.inserted:,} rows in {pulse_s:.2f} s "
+                f"({result.inserted / pulse_s:,.0f}/s), raw COPY {copied:,} rows in {copy_s:.2f} s "
+                f"({copied / copy_s:,.0f}/s), ratio {copy_s / pulse_s:.2f}",
+                flush=True,
+            )
         dump.unlink()
-        with psycopg.connect(url) as conn:
-            copied = conn.execute("select count(*) from bench.events_copy").fetchone()[0]
-        assert copied == result.inserted, (copied, result.inserted)
-
-        pulse_rate, copy_rate = result.inserted / pulse_s, copied / copy_s
-        print(
-            f"pulse ingest : {result.inserted:>10,} rows in {pulse_s:6.2f} s = {pulse_rate:>9,.0f} events/s"
-        )
-        print(f"raw COPY     : {copied:>10,} rows in {copy_s:6.2f} s = {copy_rate:>9,.0f} rows/s")
+        n = result.inserted * args.rounds
+        pulse_rate, copy_rate = n / pulse_total, n / copy_total
+        print(f"pulse ingest : {pulse_rate:>9,.0f} events/s ({args.rounds} round(s))")
+        print(f"raw COPY     : {copy_rate:>9,.0f} rows/s, same rows, identical table")
         print(f"ratio pulse/COPY = {pulse_rate / copy_rate:.2f} (goal >= 0.5)")
     finally:
         with psycopg.connect(admin_url(server, "postgres"), autocommit=True) as conn:
