@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
 from pulse.db import ConnParts, engine, warehouse_url
-from pulse.events.ingest import IngestResult, expand_paths, ingest_file
+from pulse.events.ingest import expand_paths, ingest_file
 from pulse.transform import DbtError
 
 PULSE_OWNED_TABLES = (
@@ -38,23 +38,6 @@ PULSE_OWNED_TABLES = (
     "raw.events_rejected",
     "raw.events",
 )
-
-
-def ingest_landed_files(settings: Settings | None = None) -> IngestResult:
-    """Load every event file in `PULSE_HOME/landing/`, then move it to `landing/loaded/`.
-
-    Each file commits on its own; a file moves only after its commit, and a crash in between means it is
-    loaded again next time, which adds nothing (messageId is the key).
-    """
-    settings = settings or get_settings()
-    landing = settings.landing_dir
-    done = landing / "loaded"
-    done.mkdir(exist_ok=True)
-    total = IngestResult()
-    for file in expand_paths(landing):
-        total += ingest_file(file, settings)
-        shutil.move(str(file), done / file.name)
-    return total
 
 
 def land_file(path: Path, settings: Settings | None = None) -> Path:
