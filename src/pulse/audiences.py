@@ -380,10 +380,10 @@ def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Pa
         for name in names:
             rows = conn.execute(
                 sa.text(
-                    """select m.customer_id, i.email_sha256, m.rank, m.recommended_category
+                    """select m.customer_id, i.email_sha256, m.member_rank, m.recommended_category
                     from audiences.audience_members m
                     left join audiences.audience_inputs i using (customer_id)
-                    where m.audience_name = :a and m."group" = 'treatment' order by m.rank"""
+                    where m.audience_name = :a and m."group" = 'treatment' order by m.member_rank"""
                 ),
                 {"a": name},
             ).all()

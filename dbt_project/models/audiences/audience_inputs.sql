@@ -52,18 +52,18 @@ pivoted as (
         max(percentile) filter (where model_name = '{{ model }}') as {{ model }}_percentile{{ "," if not loop.last }}
         {% endfor %}
     from scores
-    group by 1
+    group by customer_id
 
 ),
 
 abandoned_carts as (
 
     select
-customer_id,
-max(ended_at) as last_abandoned_cart_at
+        customer_id,
+        max(ended_at) as last_abandoned_cart_at
     from sessions
     where customer_id is not null and cart_adds > 0 and orders = 0
-    group by 1
+    group by customer_id
 
 ),
 

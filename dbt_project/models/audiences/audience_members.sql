@@ -10,7 +10,8 @@
 
 with
 
-inputs as (
+-- Used inside the Jinja loop over definitions, which the linter renders empty.
+inputs as (  -- noqa: ST03
 
     select * from {{ ref('audience_inputs') }}
 
@@ -27,7 +28,7 @@ matched as (
         recommended_category,
         {{ d[3] }} as holdout_pct,
         {{ d[4] if d[4] is not none else "null" }}::integer as max_size,
-        row_number() over (order by {{ d[2] }} desc nulls last, customer_id) as position
+        row_number() over (order by {{ d[2] }} desc nulls last, customer_id) as member_position
     from inputs
     where {{ d[1] }}
     {{ "union all" if not loop.last }}
@@ -38,10 +39,10 @@ null::text as audience_name,
 null::text as customer_id,
 null::double precision as score,
         null::timestamptz as as_of,
-null::text as recommended_category,
-0 as holdout_pct,
+        null::text as recommended_category,
+        0 as holdout_pct,
         null::integer as max_size,
-0::bigint as position
+        0::bigint as member_position
     where false
     {% endif %}
 
@@ -57,11 +58,11 @@ final as (
             else 'treatment'
         end as "group",
         score,
-        position as rank,
+        member_position as member_rank,
         as_of,
         recommended_category
     from matched
-    where max_size is null or position <= max_size
+    where max_size is null or member_position <= max_size
 
 )
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (
     average_precision_score,
-    roc_curve,
     brier_score_loss,
     log_loss,
     mean_absolute_error,
     mean_squared_error,
     r2_score,
     roc_auc_score,
+    roc_curve,
 )
 
 MetricRow = tuple[str, int, float]

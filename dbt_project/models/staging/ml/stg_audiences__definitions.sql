@@ -10,7 +10,12 @@ definitions as (
 
 final as (
 
-    select audience_name, rule, rank_by, holdout_pct, max_size
+    select
+        audience_name,
+        rule,
+        rank_by,
+        holdout_pct,
+        max_size
     from definitions
 
 )

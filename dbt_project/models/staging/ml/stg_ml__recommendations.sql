@@ -8,11 +8,20 @@ recommendations as (
 
 ),
 
+latest as (
+
+    select max(as_of) as latest_as_of from recommendations
+
+),
+
 final as (
 
-    select customer_id, category as recommended_category
+    select
+        recommendations.customer_id,
+        recommendations.category as recommended_category
     from recommendations
-    where rank = 1 and as_of = (select max(as_of) from recommendations)
+    inner join latest on recommendations.as_of = latest.latest_as_of
+    where recommendations.rank = 1
 
 )
 

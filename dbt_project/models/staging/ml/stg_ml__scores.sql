@@ -8,11 +8,22 @@ scores as (
 
 ),
 
+latest as (
+
+    select max(as_of) as latest_as_of from scores
+
+),
+
 final as (
 
-    select customer_id, model_name, score, percentile, as_of
+    select
+        scores.customer_id,
+        scores.model_name,
+        scores.score,
+        scores.percentile,
+        scores.as_of
     from scores
-    where as_of = (select max(as_of) from scores)
+    inner join latest on scores.as_of = latest.latest_as_of
 
 )
 

@@ -8,11 +8,20 @@ segments as (
 
 ),
 
+latest as (
+
+    select max(as_of) as latest_as_of from segments
+
+),
+
 final as (
 
-    select customer_id, rfm_segment, cluster_label
+    select
+        segments.customer_id,
+        segments.rfm_segment,
+        segments.cluster_label
     from segments
-    where as_of = (select max(as_of) from segments)
+    inner join latest on segments.as_of = latest.latest_as_of
 
 )
 
