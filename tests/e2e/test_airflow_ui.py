@@ -142,20 +142,26 @@ def test_airflow_ui_triggers_ingest_and_it_succeeds(settings, pulse_airflow, tmp
             page.get_by_role("button", name="Trigger Dag").click()
             dialog = page.get_by_role("dialog")
             expect(dialog.get_by_text("Unpause pulse_ingest on trigger")).to_be_visible()
-            dialog.get_by_role("button", name="Trigger").click()
+            # Wait for the UI's request that creates the run before leaving the page.
+            with page.expect_response(
+                lambda r: r.request.method == "POST" and "pulse_ingest" in r.url and "dagRuns" in r.url
+            ) as created:
+                dialog.get_by_role("button", name="Trigger").click()
+            assert created.value.ok, (created.value.status, created.value.text())
             expect(dialog).to_be_hidden()
 
             manual_run = page.get_by_role("row").filter(has_text="Manual")
             deadline = time.monotonic() + 180
-            while True:
-                page.goto(f"{url}/dags/pulse_ingest/runs")
-                expect(manual_run).to_have_count(1)
-                state = manual_run.inner_text()
-                if "Success" in state:
-                    break
+            state = "(not listed yet)"
+            while "Success" not in state:
                 assert "Failed" not in state, state
-                assert time.monotonic() < deadline, f"the triggered run did not finish: {state}"
+                assert time.monotonic() < deadline, f"the triggered run did not succeed in time: {state}"
                 time.sleep(3)
+                page.goto(f"{url}/dags/pulse_ingest/runs")
+                expect(page.get_by_text("Dag Runs").first).to_be_visible()
+                if manual_run.count():
+                    expect(manual_run).to_have_count(1)
+                    state = manual_run.inner_text()
         finally:
             browser.close()
 
