@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import psycopg
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pulse.config import Settings
@@ -272,6 +273,13 @@ def test_report_renders_every_section(settings: Settings, warehouse: dict) -> No
 
 def test_roc_points_are_the_scores_operating_points(settings: Settings, warehouse: dict) -> None:
     """The derived ROC points equal TPR/FPR of targeting the top 1..10 deciles of the actual scores."""
+    # The trainer stores its own ROC points: those are drawn when present.
+    with engine(settings).connect() as conn:
+        stored = roc_points(load(conn))
+    assert list(stored[stored["model_name"] == "purchase_propensity"]["source"].unique()) == ["stored"]
+    # Without them (runs from before they were stored), the points are derived from the deciles.
+    with engine(settings).begin() as conn:
+        conn.execute(sa.text("delete from ml.model_metrics where metric in ('roc_fpr', 'roc_tpr')"))
     with engine(settings).connect() as conn:
         points = roc_points(load(conn))
     ours = points[points["model_name"] == "purchase_propensity"]
