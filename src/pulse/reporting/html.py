@@ -100,13 +100,11 @@ def _roc(data: ReportData) -> Section:
     section = Section(
         "roc",
         "ROC curve",
-        "Pulse stores each model's holdout AUC but not its full ROC curve. The points shown are exact ROC "
-        "operating points nonetheless: deciles are equal-sized score ranks, so targeting the top d deciles "
-        "has a true-positive rate equal to the stored cumulative gain and a false-positive rate of "
-        "(share targeted − positive rate × gain) / (1 − positive rate). Between the ten points the curve is "
-        "not known and is drawn as straight lines; the area under them is shown beside the stored AUC as a "
-        f"check. When the trainer stores '{ROC_FPR_METRIC}'/'{ROC_TPR_METRIC}' rows in ml.model_metrics, "
-        "those are plotted instead.",
+        f"The trainer stores each model's holdout ROC curve ('{ROC_FPR_METRIC}'/'{ROC_TPR_METRIC}' rows in "
+        "ml.model_metrics, thinned to at most 50 points); that is what is drawn, with the stored AUC in the "
+        "legend. For runs from before those rows existed, the points are derived exactly from the stored "
+        "gain by decile: targeting the top d deciles has a true-positive rate equal to the cumulative gain "
+        "and a false-positive rate of (share targeted − positive rate × gain) / (1 − positive rate).",
     )
     points = roc_points(data)
     if points.empty:
@@ -128,7 +126,7 @@ def _roc(data: ReportData) -> Section:
     )
     _add(
         section,
-        "Holdout ROC operating points of each classification champion",
+        "Holdout ROC curve of each classification champion",
         plots.roc_curves(points, aucs),
     )
     summary = []

@@ -150,7 +150,7 @@ def roc_curves(points: pd.DataFrame, aucs: dict[str, float]) -> str | None:
     ax.set_ylabel("true-positive rate")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
-    ax.set_title("ROC of each champion on the holdout (operating points at each score decile)", fontsize=11)
+    ax.set_title("ROC of each champion on the holdout", fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     _style(ax)
     return _png(fig)
