@@ -7,9 +7,7 @@ RFM quintiles with ties sharing a score). It reads only `raw.events` rows with `
 `identified_at < T`; any use of later events or later links by the mart makes this test fail.
 """
 
-import json
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -17,34 +15,9 @@ import psycopg
 import pytest
 
 from pulse.config import Settings
-from pulse.events.ingest import ingest_path
-from pulse.events.simulator import simulate
-from pulse.transform import run_dbt
+from tests.integration.dbt_support import dbt_build, ingest_events, load_simulation
 
 pytestmark = pytest.mark.e2e
-
-END = date(2026, 5, 1)
-
-
-def load_simulation(settings: Settings, tmp_path: Path, customers: int = 120, days: int = 30, seed: int = 21):
-    sim = simulate(tmp_path / "sim", customers=customers, days=days, seed=seed, end=END)
-    ingest_path(sim.events_path, settings)
-    return sim
-
-
-def ingest_events(settings: Settings, tmp_path: Path, name: str, events: list[dict]) -> None:
-    path = tmp_path / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    result = ingest_path(path, settings)
-    assert result.rejected == 0, result
-
-
-# The warehouse models (issue 4); the audience models built on top of them have their own tests.
-WAREHOUSE_ONLY = ["--exclude", "path:models/audiences", "path:models/staging/ml"]
-
-
-def dbt_build(settings: Settings, full_refresh: bool = False) -> None:
-    run_dbt(["build", *WAREHOUSE_ONLY, *(["--full-refresh"] if full_refresh else [])], settings)
 
 
 def read_sql(settings: Settings, query: str, params: dict | None = None) -> pd.DataFrame:
