@@ -377,6 +377,35 @@ def report(
 
 
 @app.command()
+def forget(
+    customer_id: str | None = typer.Argument(None, help="The customer id to forget."),
+    email: str | None = typer.Option(None, help="Forget the customer(s) with this email instead."),
+) -> None:
+    """Delete one customer from every table, the online store, exports and landed files; verify; audit."""
+    from pulse import forget as erasure
+
+    try:
+        result = erasure.forget(customer_id, email, get_settings(), status=console.status)
+    except erasure.ForgetError as error:
+        _fail(str(error))
+    counts = result.identities.counts()
+    console.print(
+        f"{counts['customer_ids']} customer id(s), {counts['anonymous_ids']} device id(s), "
+        f"{counts['email_hashes']} email hash(es)"
+    )
+    table = Table(title="Deleted")
+    table.add_column("where")
+    table.add_column("rows", justify="right")
+    for where, rows in sorted({**result.deleted_rows, **result.files}.items()):
+        table.add_row(where, f"{rows:,}")
+    table.add_row("online store entries", f"{result.online_keys:,}")
+    console.print(table)
+    console.print(
+        f"[green]verified[/]: nothing of theirs is left (audit.forget_requests: {result.request_id})"
+    )
+
+
+@app.command()
 def demo(
     customers: int = typer.Option(2000, help="Simulated customers."),
     days: int = typer.Option(60, help="Days of simulated history."),
