@@ -61,6 +61,47 @@ def encode_json(value: Any) -> str:
     return _json_encode(value).decode("utf-8")
 
 
+def event_times(
+    timestamp: datetime | None,
+    original: datetime | None,
+    sent_at: datetime | None,
+    received_field: datetime | None,
+    received_at: datetime,
+) -> tuple[datetime, datetime | None, datetime]:
+    """(event_at, original_at, received_at), corrected for the client's clock as Segment does.
+
+    `timestamp + (receivedAt - sentAt)`: a device whose clock is an hour fast sends timestamp and
+    sentAt both an hour ahead; the difference to the server's receive time removes that hour.
+    Without `sentAt` (or a receive time) there is nothing to correct with; without `timestamp` the
+    event happened when it was received. Segment exports (with `originalTimestamp`) are already
+    corrected and kept as they are. `received_field` is the event's `receivedAt` (the collector sets it
+    to its own clock; files may carry one), `received_at` when the load started.
+    """
+    received = received_field or received_at
+    if original is not None:
+        return timestamp or received, original, received
+    if timestamp is None:
+        return received, None, received
+    if sent_at is not None and received_field is not None:
+        try:
+            return timestamp + (received_field - sent_at), timestamp, received
+        except OverflowError:
+            pass
+    return timestamp, timestamp, received
+
+
+def call_properties(
+    call: str, properties: dict[str, Any] | None, name: str | None, group_id: str | None
+) -> dict[str, Any]:
+    """The `properties` column: page/screen calls carry their `name`, group calls their `groupId`."""
+    properties = properties or {}
+    if call in ("page", "screen") and name and "name" not in properties:
+        properties = {**properties, "name": name}  # as analytics.js does
+    if call == "group" and "group_id" not in properties:
+        properties = {**properties, "group_id": group_id}
+    return properties
+
+
 class Event(BaseModel):
     """One Segment-style event. Field names follow the Segment Spec (camelCase on the wire)."""
 
@@ -109,32 +150,11 @@ class Event(BaseModel):
         return normalise_event_name(self.event) if self.type == "track" and self.event else self.type
 
     def event_times(self, received_at: datetime) -> tuple[datetime, datetime | None, datetime]:
-        """(event_at, original_at, received_at), corrected for the client's clock as Segment does.
-
-        `timestamp + (receivedAt - sentAt)`: a device whose clock is an hour fast sends timestamp and
-        sentAt both an hour ahead; the difference to the server's receive time removes that hour.
-        Without `sentAt` (or a receive time) there is nothing to correct with; without `timestamp` the
-        event happened when it was received. Segment exports (with `originalTimestamp`) are already
-        corrected and kept as they are.
-        """
-        received = self.receivedAt or received_at
-        if self.originalTimestamp is not None:
-            return self.timestamp or received, self.originalTimestamp, received
-        if self.timestamp is None:
-            return received, None, received
-        if self.sentAt is not None and self.receivedAt is not None:
-            try:
-                return self.timestamp + (self.receivedAt - self.sentAt), self.timestamp, received
-            except OverflowError:
-                pass
-        return self.timestamp, self.timestamp, received
+        """(event_at, original_at, received_at), corrected for the client's clock: `event_times`."""
+        return event_times(self.timestamp, self.originalTimestamp, self.sentAt, self.receivedAt, received_at)
 
     def _payloads(self, scrub_pii: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        properties = self.properties or {}
-        if self.type in ("page", "screen") and self.name and "name" not in properties:
-            properties = {**properties, "name": self.name}  # as analytics.js does
-        if self.type == "group" and "group_id" not in properties:
-            properties = {**properties, "group_id": self.groupId}
+        properties = call_properties(self.type, self.properties, self.name, self.groupId)
         traits, context = self.traits or {}, self.context or {}
         if scrub_pii:
             return scrub(properties), scrub(traits), scrub(context)

@@ -24,7 +24,12 @@ import glob
 import gzip
 import io
 import json
+import os
+import pickle
 import re
+import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,13 +43,15 @@ from pydantic import ValidationError
 from pulse.config import Settings
 from pulse.db import warehouse_url
 from pulse.events.contract import EVENT_COLUMNS, JSON_COLUMNS, Event, utc_now
-from pulse.events.load import Rejection, write_events, write_rejections
+from pulse.events.fast import copy_text, row_from_json
+from pulse.events.load import CopyBlock, Rejection, write_copy, write_events, write_rejections
 from pulse.events.pii import maybe_pii
 
 __all__ = [
     "EVENT_COLUMNS",
     "JSON_COLUMNS",
     "IngestResult",
+    "copy_line",
     "Rejection",
     "expand_paths",
     "ingest_file",
@@ -55,6 +62,11 @@ __all__ = [
 
 EVENT_FILE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv")
 PROGRESS_EVERY = 256 * 1024  # bytes between progress callbacks (a callback per line costs more than parsing)
+BLOCK_BYTES = 1 << 20  # JSONL is parsed in blocks of whole lines of about this size
+# JSONL files at least this big are parsed by a parser process while this one streams the COPY; smaller
+# ones in this process (starting the parser, about half a second, costs more than it saves).
+PARALLEL_MIN_BYTES = 16 << 20
+PARSER_COMMAND = [sys.executable, "-m", "pulse.events.parse_worker"]
 
 
 @dataclass
@@ -140,6 +152,63 @@ def parse_line(line: bytes | str, source: str, line_number: int, received_at: da
         return row
     except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
         return Rejection.of(data, validation_reason(error), source, line_number)
+
+
+def copy_line(line: bytes, source: str, line_number: int, received_at: datetime) -> bytes | Rejection:
+    """One JSON line as a COPY text line for `raw.events`, or the reason it is rejected.
+
+    Well-formed events take the fast path (`pulse.events.fast`), the rest the full contract
+    (`parse_line`); both give the same row for the same event."""
+    row = row_from_json(line, source, received_at)
+    if row is None:
+        row = parse_line(line, source, line_number, received_at)
+        if isinstance(row, Rejection):
+            return row
+    return copy_text(row).encode("utf-8")
+
+
+@dataclass
+class ParsedBlock:
+    """A block of JSONL lines parsed: its good rows as COPY text, and its rejects."""
+
+    copy: CopyBlock
+    rejections: list[Rejection]
+    lines: int  # non-blank lines
+
+
+def parse_block(data: bytes, first_line: int, source: str, received_at: datetime) -> ParsedBlock:
+    """Whole JSONL lines (`data` ends at a line end) numbered from `first_line`. Runs in workers too."""
+    out: list[bytes] = []
+    rejections: list[Rejection] = []
+    lines = 0
+    for number, line in enumerate(data.split(b"\n"), start=first_line):
+        if not line.strip():
+            continue
+        lines += 1
+        parsed = copy_line(line, source, number, received_at)  # looked up each call: tests patch it
+        if isinstance(parsed, Rejection):
+            rejections.append(parsed)
+        else:
+            out.append(parsed)
+    return ParsedBlock(CopyBlock(b"".join(out), len(out)), rejections, lines)
+
+
+def _line_blocks(handle: IO[bytes], progress: _Progress) -> Iterator[tuple[bytes, int]]:
+    """(block, number of its first line): the file cut at line ends into blocks of about BLOCK_BYTES."""
+    first_line, parts = 1, []  # parts: the start of a line that continues in the next read
+    while chunk := handle.read(BLOCK_BYTES):
+        progress.update()
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:  # no line ends here (a line longer than a block): keep reading
+            parts.append(chunk)
+            continue
+        parts.append(chunk[:cut] if cut < len(chunk) else chunk)
+        block = b"".join(parts) if len(parts) > 1 else parts[0]
+        parts = [chunk[cut:]] if cut < len(chunk) else []
+        yield block, first_line
+        first_line += block.count(b"\n")
+    if parts:
+        yield b"".join(parts), first_line
 
 
 def parse_payload(
@@ -344,15 +413,127 @@ def _rows(path: Path, source: str, received_at: datetime, state: _State, progres
         raw.close()
 
 
+def _jsonl_copy_blocks(
+    path: Path, source: str, received_at: datetime, state: _State, progress_cb
+) -> Iterator[CopyBlock]:
+    """The file's rows as COPY blocks, parsed in this process."""
+    reader, raw = _open_binary(path)
+    progress = _Progress(progress_cb, raw)
+    try:
+        for block, first_line in _line_blocks(reader, progress):
+            parsed = parse_block(block, first_line, source, received_at)
+            state.lines += parsed.lines
+            state.rejections.extend(parsed.rejections)
+            yield parsed.copy
+        progress.update(final=True)
+    finally:
+        reader.close()
+        raw.close()
+
+
+# Parser process protocol (`pulse.events.parse_worker` writes, `_jsonl_copy_blocks_from_parser` reads):
+# frames of kind (1 byte), a number, a payload length, the payload. C: COPY rows (number = rows);
+# R: pickled rejects; P: progress (number = bytes of the file read); E: the end (number = lines).
+FRAME = struct.Struct("!cQQ")
+
+
+def parser_frames(
+    path: Path, source: str, received_at: datetime, send: Callable[[bytes, int, bytes], None]
+) -> None:
+    """Parse a JSONL file and `send` its frames: what the parser process runs."""
+    reader, raw = _open_binary(path)
+    progress = _Progress(lambda n: send(b"P", n, b""), raw)
+    lines = 0
+    try:
+        for block, first_line in _line_blocks(reader, progress):
+            parsed = parse_block(block, first_line, source, received_at)
+            lines += parsed.lines
+            if parsed.rejections:
+                send(b"R", len(parsed.rejections), pickle.dumps(parsed.rejections))
+            send(b"C", parsed.copy.rows, parsed.copy.data)
+        progress.update(final=True)
+    finally:
+        reader.close()
+        raw.close()
+    send(b"E", lines, b"")
+
+
+def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
+    data = stream.read(n)
+    return data if len(data) == n else None
+
+
+def _jsonl_copy_blocks_from_parser(
+    path: Path, source: str, received_at: datetime, state: _State, progress_cb
+) -> Iterator[CopyBlock]:
+    """The file's rows as COPY blocks, parsed by a separate process while this one streams them to
+    PostgreSQL: parsing a block overlaps with the server storing the one before.
+
+    A process of its own (not `multiprocessing`): nothing of the caller's `__main__` is re-imported and
+    no thread state is forked. If it fails or dies, this raises and the file's transaction rolls back."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    parser = subprocess.Popen(
+        [*PARSER_COMMAND, str(path), source, received_at.isoformat()],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        while True:
+            header = _read_exactly(parser.stdout, FRAME.size)
+            if header is None:
+                code = parser.wait()
+                raise RuntimeError(f"the parser process for {path} stopped early (exit code {code})")
+            kind, number, size = FRAME.unpack(header)
+            payload = _read_exactly(parser.stdout, size) if size else b""
+            if payload is None:
+                raise RuntimeError(f"the parser process for {path} stopped mid-frame")
+            if kind == b"C":
+                yield CopyBlock(payload, number)
+            elif kind == b"R":
+                state.rejections.extend(pickle.loads(payload))  # noqa: S301 - our own child process
+            elif kind == b"P":
+                if progress_cb is not None:
+                    progress_cb(number)
+            elif kind == b"E":
+                state.lines += number
+                break
+            else:
+                raise RuntimeError(f"the parser process for {path} sent an unknown frame {kind!r}")
+        if parser.wait() != 0:
+            raise RuntimeError(f"the parser process for {path} failed (exit code {parser.returncode})")
+    finally:
+        if parser.poll() is None:
+            parser.kill()
+            parser.wait()
+        parser.stdout.close()
+
+
 def ingest_file(
-    path: Path, settings: Settings | None = None, progress: Callable[[int], None] | None = None
+    path: Path,
+    settings: Settings | None = None,
+    progress: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
 ) -> IngestResult:
-    """Load one file (JSONL, Segment batch JSON or CSV, optionally gzipped) in one transaction."""
+    """Load one file (JSONL, Segment batch JSON or CSV, optionally gzipped) in one transaction.
+
+    JSONL is parsed by a parser process while this one streams the COPY when `parallel` is true; by
+    default for files of PARALLEL_MIN_BYTES or more."""
     source = str(path.resolve())
     received_at = utc_now()
     state = _State()
     with psycopg.connect(warehouse_url(settings)) as conn:  # commits on success, rolls back on error
-        written = write_events(conn, _rows(path, source, received_at, state, progress))
+        if _format(path) == "jsonl":
+            if parallel is None:
+                parallel = path.stat().st_size >= PARALLEL_MIN_BYTES
+            produce = _jsonl_copy_blocks_from_parser if parallel else _jsonl_copy_blocks
+            written = write_copy(conn, produce(path, source, received_at, state, progress))
+        else:
+            written = write_events(conn, _rows(path, source, received_at, state, progress))
         rejected = write_rejections(conn, state.rejections)
     return IngestResult(
         files=1,
@@ -364,10 +545,13 @@ def ingest_file(
 
 
 def ingest_path(
-    path: str | Path, settings: Settings | None = None, progress: Callable[[int], None] | None = None
+    path: str | Path,
+    settings: Settings | None = None,
+    progress: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
 ) -> IngestResult:
     """Load a file, directory or glob; each file is its own transaction."""
     total = IngestResult()
     for file in expand_paths(path):
-        total += ingest_file(file, settings, progress)
+        total += ingest_file(file, settings, progress, parallel)
     return total

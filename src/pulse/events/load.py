@@ -70,6 +70,14 @@ class Rejection:
         return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@dataclass(frozen=True)
+class CopyBlock:
+    """Rows already in COPY text format (`EVENT_COLUMNS` order, one line each) and how many."""
+
+    data: bytes
+    rows: int
+
+
 @dataclass
 class WriteResult:
     valid: int = 0
@@ -160,6 +168,78 @@ def write_events(
             if n < chunk_size:
                 break
     return result
+
+
+def write_copy(
+    conn: psycopg.Connection, blocks: Iterable[CopyBlock], chunk_rows: int = 50_000
+) -> WriteResult:
+    """`write_events` for rows already formatted as COPY text: the same savepoints, the same fallback
+    to `INSERT ... ON CONFLICT DO NOTHING` for chunks holding known event_ids, in the caller's
+    transaction. Blocks are consumed lazily, so whoever produces them keeps working meanwhile."""
+    result = WriteResult()
+    conflicts_in_a_row = 0
+    it = iter(blocks)
+    exhausted = False
+    copy_sql = sql.SQL("copy raw.events ({}) from stdin").format(_COLUMNS)
+    with conn.cursor() as cur:
+        while not exhausted:
+            kept: list[CopyBlock] = []
+            if conflicts_in_a_row >= 2:
+                # Mostly replays (a re-import): skip the optimistic COPY that would fail again.
+                n = 0
+                for block in it:
+                    kept.append(block)
+                    n += block.rows
+                    if n >= chunk_rows:
+                        break
+                else:
+                    exhausted = True
+                _dedup_blocks_into(cur, kept, result)
+                continue
+            try:
+                with conn.transaction():  # a savepoint
+                    n = 0
+                    with cur.copy(copy_sql) as copy:
+                        for block in it:
+                            kept.append(block)  # before writing: a refused chunk is retried
+                            if block.rows:
+                                copy.write(block.data)
+                            n += block.rows
+                            if n >= chunk_rows:
+                                break
+                        else:
+                            exhausted = True
+            except errors.UniqueViolation:
+                conflicts_in_a_row += 1
+                _dedup_blocks_into(cur, kept, result)
+                continue
+            conflicts_in_a_row = 0
+            result.valid += n
+            result.inserted += n
+    return result
+
+
+def _dedup_blocks_into(cur: psycopg.Cursor, blocks: list[CopyBlock], result: WriteResult) -> None:
+    n = sum(block.rows for block in blocks)
+    if not n:
+        return
+    cur.execute(
+        "create temporary table if not exists _incoming_events "
+        "(like raw.events including defaults) on commit delete rows"
+    )
+    cur.execute("truncate _incoming_events")
+    with cur.copy(sql.SQL("copy _incoming_events ({}) from stdin").format(_COLUMNS)) as copy:
+        for block in blocks:
+            if block.rows:
+                copy.write(block.data)
+    cur.execute(
+        sql.SQL(
+            "insert into raw.events ({cols}) select distinct on (event_id) {cols} from _incoming_events "
+            "order by event_id on conflict (event_id) do nothing"
+        ).format(cols=_COLUMNS)
+    )
+    result.valid += n
+    result.inserted += cur.rowcount
 
 
 def _dedup_into(cur: psycopg.Cursor, chunk: list[Sequence[Any]], want_ids: bool, result: WriteResult) -> None:
