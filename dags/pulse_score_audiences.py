@@ -4,13 +4,15 @@
 When the online features are fresh (or a new model is trained): scores every customer of the latest
 snapshot with the champion model into `ml.scores`, then rebuilds the audiences
 (`audiences.audience_members`, with a stable holdout group). Both steps replace the rows of the snapshot
-they work on, so a re-run leaves the same rows. Until a model has been trained (`pulse_train`) the run
-ends *skipped*, with that message in the log.
+they work on, so a re-run leaves the same rows; the audiences are also exported (`PULSE_HOME/exports/`,
+one CSV per audience: treatment members, hashed emails). Last, the HTML report of models, scores,
+audiences and lift is written to `PULSE_HOME/reports/pulse_report.html`. Until a model has been trained
+(`pulse_train`) the run ends *skipped*, with that message in the log.
 
 Emits `pulse_audiences`.
 
-Calls: `pulse.pipeline.score_customers`, `pulse.pipeline.build_audiences`
-(the CLI equivalents are `pulse score` and `pulse audiences`).
+Calls: `pulse.pipeline.score_customers`, `pulse.pipeline.build_audiences`, `pulse.pipeline.write_report`
+(the CLI equivalents are `pulse score`, `pulse audiences --export` and `pulse report`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,13 @@ def pulse_score_audiences():
         publish(context, AUDIENCES, start, end, members=result["members"])
         return result
 
-    score() >> audiences()
+    @task
+    def report() -> dict:
+        from pulse.pipeline import write_report
+
+        return write_report()
+
+    score() >> audiences() >> report()
 
 
 dag_object = pulse_score_audiences()

@@ -8,6 +8,7 @@ so tests run in parallel (pytest-xdist) and leave nothing behind.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -76,3 +77,22 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     current = Settings()
     db.create_schemas(current)
     return current
+
+
+def tables_naming(url: str, value: str) -> dict[str, int]:
+    """Every table of the database (any schema but the catalog and the erasure audit trail) whose rows,
+    read as text, contain `value` as a whole token: table -> rows. What a privacy check would run."""
+    token = rf"(^|[^A-Za-z0-9_-]){re.escape(value)}($|[^A-Za-z0-9_-])"
+    found = {}
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
+            "and table_schema not in ('pg_catalog', 'information_schema', 'audit')"
+        ).fetchall()
+        for schema, name in tables:
+            count = conn.execute(
+                f'select count(*) from "{schema}"."{name}" t where t::text ~ %s', (token,)
+            ).fetchone()[0]
+            if count:
+                found[f"{schema}.{name}"] = count
+    return found

@@ -310,19 +310,26 @@ AFTER_SCORING_DBT_SELECTOR = "tag:audiences"
 
 
 def build_audiences(settings: Settings | None = None) -> dict:
-    """Rebuild every audience from the latest scores: members, holdouts, membership history, lift."""
-    from pulse import audiences
+    """Rebuild every audience from the latest scores (members, holdouts, membership history, lift) and
+    write their exports to `PULSE_HOME/exports/` (one CSV per audience, treatment only, hashed emails)."""
+    from pulse.audiences import build_audiences as build
+    from pulse.audiences import export_audiences
 
     settings = settings or get_settings()
-    if hasattr(audiences, "build_audiences"):
-        result = audiences.build_audiences(settings)
-        changes = result.changes
-    else:  # the single-audience API
-        changes = [audiences.build_audience(settings=settings)]
+    result = build(settings)
+    exports = export_audiences(settings.home_dir / "exports", settings)
     return {
-        "members": sum(c.members for c in changes),
-        "audiences": {c.audience: {"members": c.members, "holdout": c.holdout} for c in changes},
+        "members": sum(c.members for c in result.changes),
+        "audiences": {c.audience: {"members": c.members, "holdout": c.holdout} for c in result.changes},
+        "exports": [str(path) for path in exports],
     }
+
+
+def write_report(settings: Settings | None = None) -> dict:
+    """The HTML report of the latest models, scores and audiences (`PULSE_HOME/reports/`)."""
+    from pulse.reporting import write_report as write
+
+    return {"report": str(write(settings or get_settings()))}
 
 
 # --------------------------------------------------------------------------------------------------

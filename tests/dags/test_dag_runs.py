@@ -14,6 +14,7 @@ import pytest
 
 from pulse.events.simulator import simulate
 from pulse.pipeline import window_key
+from tests.conftest import tables_naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -33,8 +34,8 @@ def _land(path, landing_dir, at: datetime):
     return target
 
 
-def _run(dagbag, dag_id: str, logical_date: datetime):
-    run = dagbag.dags[dag_id].test(logical_date=logical_date)
+def _run(dagbag, dag_id: str, logical_date: datetime | None, **conf):
+    run = dagbag.dags[dag_id].test(logical_date=logical_date, run_conf=conf or None)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", (dag_id, states)
     assert set(states.values()) == {"success"}, (dag_id, states)
@@ -119,6 +120,51 @@ def test_every_dag_runs_end_to_end_and_a_rerun_changes_nothing(settings, airflow
         if first.get(t) != second.get(t)
     }
     assert not changed, changed
+
+    # The right to erasure: forget a customer who is scored, online and in an audience's export.
+    with psycopg.connect(settings.database_url) as conn:
+        customer = conn.execute(
+            "select customer_id from audiences.audience_members where \"group\" = 'treatment' "
+            "order by customer_id limit 1"
+        ).fetchone()[0]
+        devices = [
+            row[0]
+            for row in conn.execute(
+                "select distinct anonymous_id from raw.events where user_id = %s and anonymous_id is not null",
+                (customer,),
+            )
+        ]
+    exports = sorted((settings.home_dir / "exports").glob("*.csv"))
+    assert exports and any(customer in path.read_text() for path in exports)
+    assert _online_values(settings, customer), "the customer should be online before"
+    assert set(tables_naming(settings.database_url, customer)) >= {
+        "raw.events",
+        "ml.scores",
+        "marts.customers",
+    }
+
+    _run(dagbag, "pulse_forget_customer", None, customer_id=customer)
+    for value in [customer, *devices]:
+        assert tables_naming(settings.database_url, value) == {}, value
+    assert _online_values(settings, customer) == {}
+    assert not any(customer in path.read_text() for path in exports)
+    with psycopg.connect(settings.database_url) as conn:
+        status, deleted = conn.execute("select status, deleted_rows from audit.forget_requests").fetchone()
+    assert status == "verified" and deleted["raw.events"] > 0, deleted
+
+
+def _online_values(settings, customer: str) -> dict[str, object]:
+    """feature -> value of every online feature view that holds a value for `customer`."""
+    from pulse.features.store import feature_store
+
+    store = feature_store(settings)
+    refs = [
+        f"{view.name}:{f.name}" for view in store.list_feature_views() if view.online for f in view.features
+    ]
+    values = store.get_online_features(features=refs, entity_rows=[{"customer_id": customer}]).to_dict()
+    return {
+        name: column[0] for name, column in values.items() if name != "customer_id" and column[0] is not None
+    }
 
 
 def test_ingest_loads_each_file_in_the_interval_it_landed_in(settings, airflow_db, dagbag, tmp_path):

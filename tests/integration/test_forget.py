@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +20,7 @@ from pulse.events.ingest import ingest_file
 from pulse.events.pii import sha256
 from pulse.events.simulator import simulate
 from pulse.features import store as feast_store
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, tables_naming
 
 SIM_END = datetime(2026, 4, 1, tzinfo=UTC)
 SNAPSHOT = SIM_END - timedelta(days=1)
@@ -31,25 +30,6 @@ EXPORT_HEADER = ["customer_id", "email_sha256", "rank", "recommended_category"]
 def _scalar(url: str, sql: str, *params):
     with psycopg.connect(url) as conn:
         return conn.execute(sql, params).fetchone()[0]
-
-
-def _rows_naming(url: str, value: str) -> dict[str, int]:
-    """Every table of the database (any schema but the catalog and the audit trail) whose rows, as
-    text, contain `value` as a whole token: a check independent of the one `pulse forget` runs."""
-    token = rf"(^|[^A-Za-z0-9_-]){re.escape(value)}($|[^A-Za-z0-9_-])"
-    found = {}
-    with psycopg.connect(url) as conn:
-        tables = conn.execute(
-            "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
-            "and table_schema not in ('pg_catalog', 'information_schema', 'audit')"
-        ).fetchall()
-        for schema, name in tables:
-            count = conn.execute(
-                f'select count(*) from "{schema}"."{name}" t where t::text ~ %s', (token,)
-            ).fetchone()[0]
-            if count:
-                found[f"{schema}.{name}"] = count
-    return found
 
 
 def _land_events(settings, tmp_path, target: str):
@@ -155,7 +135,7 @@ def test_forget_by_email_removes_the_customer_everywhere_and_nobody_else(
     export = _export(
         settings, [[target, sha256(f"{target}@example.com"), "1", "shoes"], [other, "h", "2", "toys"]]
     )
-    assert _rows_naming(url, target) and _online(settings, [target, other]) == [1, 1]
+    assert tables_naming(url, target) and _online(settings, [target, other]) == [1, 1]
     assert _scalar(url, "select count(*) from raw.events_rejected") == 1
 
     result = erasure.forget(email=f"  {target.upper()}@Example.com ", settings=settings)
@@ -166,7 +146,7 @@ def test_forget_by_email_removes_the_customer_everywhere_and_nobody_else(
         assert result.online_keys >= 1
         # Nothing of theirs anywhere (by a scan of every table as text), online or in files...
         for value in [target, f"legacy-{target}", *target_anonymous]:
-            assert _rows_naming(url, value) == {}, value
+            assert tables_naming(url, value) == {}, value
         assert _online(settings, [target, other]) == [None, 1]
         with export.open() as handle:
             assert list(csv.reader(handle)) == [EXPORT_HEADER, [other, "h", "2", "toys"]]
