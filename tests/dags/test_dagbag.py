@@ -7,11 +7,19 @@ import pytest
 pytestmark = pytest.mark.xdist_group("airflow")
 
 PULSE_DAGS = {"pulse_ingest", "pulse_transform", "pulse_features", "pulse_train", "pulse_score_audiences"}
+MANUAL_DAGS = {"pulse_forget_customer"}
 
 
 def test_no_import_errors_and_every_pulse_dag_is_there(dagbag):
     assert dagbag.import_errors == {}
-    assert PULSE_DAGS <= set(dagbag.dags)
+    assert PULSE_DAGS | MANUAL_DAGS <= set(dagbag.dags)
+
+
+def test_the_forget_dag_is_manual_and_asks_for_its_subject(dagbag):
+    dag = dagbag.dags["pulse_forget_customer"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # only ever triggered by hand
+    assert {"customer_id", "email"} <= set(dag.params.keys())
+    assert [t.task_id for t in dag.leaves] == ["verify"]  # the run ends by checking nothing is left
 
 
 def test_every_dag_has_tags_retries_docs_and_a_failure_callback(dagbag):
