@@ -68,9 +68,10 @@ def timed_build(settings: Settings, *extra: str) -> tuple[float, float, float]:
     wall = time.perf_counter() - started
     models = sum(r.execution_time for r in results if r.unique_id.startswith("model."))
     tests = sum(r.execution_time for r in results if r.unique_id.startswith(("test.", "unit_test.")))
-    slowest = sorted(results, key=lambda r: -r.execution_time)[:6]
+    slowest = sorted(results, key=lambda r: -r.execution_time)[:10]
     print(
-        "    slowest: " + ", ".join(f"{r.unique_id.split('.')[-1]} {r.execution_time:.1f}s" for r in slowest)
+        f"    {len(results)} nodes; slowest: "
+        + ", ".join(f"{r.unique_id.split('.')[-1]} {r.execution_time:.1f}s" for r in slowest)
     )
     return wall, models, tests
 

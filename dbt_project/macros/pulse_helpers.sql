@@ -72,3 +72,24 @@
 {% macro updated_since(relation) -%}
     {{ _watermark("select max(_updated_at) from " ~ relation) }}
 {%- endmacro %}
+
+{#-
+    `where` of the data tests on the staging views and the source: on an incremental build, only the
+    events loaded since the last build (the stitched model's `loaded_at` watermark minus `lookback`),
+    which are the rows this build reads; on a full refresh (or before the first build), every row. The
+    views are deduplicated on `event_id` and raw.events has it as its primary key, so testing the new
+    rows is what can still fail.
+-#}
+{% macro loaded_since_last_build() -%}
+    {%- set stitched = none -%}
+    {%- if execute and not flags.FULL_REFRESH -%}
+        {%- set stitched = adapter.get_relation(
+            database=target.database, schema='intermediate', identifier='int_events_stitched_to_customers'
+        ) -%}
+    {%- endif -%}
+    {%- if stitched is none -%}
+        true
+    {%- else -%}
+        loaded_at >= {{ loaded_since(stitched) }}
+    {%- endif -%}
+{%- endmacro %}

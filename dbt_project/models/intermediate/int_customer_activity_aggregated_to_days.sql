@@ -39,9 +39,9 @@
 -- identified_date = activity_date; anonymous browsing claimed by a later sign-in has the sign-in's day.
 -- Sessions and abandoned carts count on the day the session started.
 --
--- Incremental: every day touched by a changed event or session is re-aggregated and compared with what
--- is stored_rows; only rows that differ are written (a row that disappeared is written with zeros), so
--- `_updated_at` marks exactly the (customer, day) cells whose numbers changed.
+-- Incremental: every (customer, day) a changed event or rebuilt session can touch (see affected_cells)
+-- is re-aggregated and compared with what is stored; only rows that differ are written (a row that
+-- disappeared is written with zeros), so `_updated_at` marks exactly the cells whose numbers changed.
 with
 
 events as (
@@ -58,13 +58,93 @@ sessions as (
 
 {% if is_incremental() %}
 
-affected_days as (
+-- The import CTEs are read again below, not shared: PostgreSQL inlines a CTE used once, so each read
+-- reaches the tables' indexes (`_updated_at`, visitor, customer and day) instead of scanning them.
+changed_events as (
 
-    select event_date as activity_date from events
+    select
+        customer_id,
+        replaced_customer_id,
+        event_date
+    from {{ ref('int_events_stitched_to_customers') }}
     where _updated_at > {{ updated_since(this) }}
+
+),
+
+resessioned_visitors as (
+
+    select
+        visitor_key,
+        min(_replace_from) as replace_from
+    from {{ ref('sessions') }}
+    where _updated_at > {{ updated_since(this) }}
+    group by visitor_key
+
+),
+
+resessioned_events as (
+
+    -- The events of every visitor whose sessions were rebuilt, from where the rebuild started: the
+    -- replaced sessions were made of these events, so their customers and days are among these.
+    select
+        stitched.visitor_key,
+        stitched.customer_id,
+        stitched.replaced_customer_id,
+        stitched.event_date
+    from {{ ref('int_events_stitched_to_customers') }} as stitched
+    inner join resessioned_visitors
+        on stitched.visitor_key = resessioned_visitors.visitor_key
+        and stitched.event_at >= resessioned_visitors.replace_from
+
+),
+
+visitor_customers as (
+
+    select
+        visitor_key,
+        customer_id
+    from resessioned_events
+    where customer_id is not null
     union
-    select started_date from sessions
-    where _updated_at > {{ updated_since(this) }}
+    select
+        visitor_key,
+        replaced_customer_id
+    from resessioned_events
+    where replaced_customer_id is not null
+
+),
+
+visitor_days as (
+
+    select distinct
+        visitor_key,
+        event_date
+    from resessioned_events
+
+),
+
+affected_cells as (
+
+    -- (customer, day) cells a change can touch: the customers a changed event belongs to now and
+    -- belonged to before, on its day; for rebuilt sessions, every customer of the visitor's rebuilt
+    -- events (now or before) on every day of those events.
+    select
+        customer_id,
+        event_date as activity_date
+    from changed_events
+    where customer_id is not null
+    union
+    select
+        replaced_customer_id,
+        event_date
+    from changed_events
+    where replaced_customer_id is not null
+    union
+    select
+        visitor_customers.customer_id,
+        visitor_days.event_date
+    from visitor_customers
+    inner join visitor_days on visitor_customers.visitor_key = visitor_days.visitor_key
 
 ),
 
@@ -83,7 +163,12 @@ event_counts as (
     from events
     where customer_id is not null
         {% if is_incremental() -%}
-            and event_date in (select affected_days.activity_date from affected_days)
+            and (customer_id, event_date) in (
+                select
+                    affected_cells.customer_id,
+                    affected_cells.activity_date
+                from affected_cells
+            )
         {%- endif %}
     group by customer_id, event_date, identified_date
 
@@ -100,7 +185,12 @@ session_counts as (
     from sessions
     where customer_id is not null
         {% if is_incremental() -%}
-            and started_date in (select affected_days.activity_date from affected_days)
+            and (customer_id, started_date) in (
+                select
+                    affected_cells.customer_id,
+                    affected_cells.activity_date
+                from affected_cells
+            )
         {%- endif %}
     group by customer_id, started_date, identified_date
 
@@ -131,7 +221,12 @@ recomputed as (
 stored_rows as (
 
     select * from {{ this }}
-    where activity_date in (select affected_days.activity_date from affected_days)
+    where (customer_id, activity_date) in (
+            select
+                affected_cells.customer_id,
+                affected_cells.activity_date
+            from affected_cells
+        )
 
 ),
 

@@ -1,13 +1,23 @@
+{#- The event columns carried through stitching (new events and re-stitched stored ones alike). -#}
+{%- set event_columns = [
+    'event_id', 'event_type', 'event_name', 'user_id', 'anonymous_id', 'event_at', 'event_date', 'loaded_at',
+    'product_id', 'product_name', 'product_category', 'product_price', 'product_quantity',
+    'order_id', 'order_revenue', 'currency', 'order_products',
+    'page_url', 'page_path', 'page_referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'device_type',
+    'email_campaign_id',
+] -%}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='event_id',
         post_hook='analyze {{ this }}',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['event_id'], 'unique': True},
             {'columns': ['anonymous_id']},
+            {'columns': ['customer_id', 'event_date']},
+            {'columns': ['visitor_key', 'event_at']},
             {'columns': ['event_date']},
             {'columns': ['_updated_at']},
             {'columns': ['loaded_at']},
@@ -23,11 +33,16 @@
 --   known only from that link's time. A snapshot at T therefore counts an event only if
 --   `identified_at < T`: it never uses a link made after T.
 -- * Events nobody can be linked to yet keep `customer_id` null, so a later link can claim them.
+-- * An `alias` whose previousId is another user id merges that user into the alias's userId (Segment's
+--   alias semantics): the old id's events (and the browsing attributed to it) belong to the new user,
+--   known from the alias on (`identified_at` = the later of the two). One level: an alias of an id that
+--   was itself merged is not followed further.
 --
 -- Incremental: new events (loaded since the last run, minus the `lookback` var) are stitched, and so are
--- the stored_rows events of every device a new identity event touches (a late sign-in re-attributes that
--- device's earlier browsing). Only rows that are new or whose attribution changed are written; their
--- `_updated_at` tells the downstream models what to recompute.
+-- the stored events of every device a new identity event touches (a late sign-in re-attributes that
+-- device's earlier browsing) and of every id a new alias merges. Only rows that are new or whose
+-- attribution changed are written; their `_updated_at` tells the downstream models what to recompute,
+-- and `replaced_customer_id` (the customer a re-attributed row had before) which customer lost them.
 with
 
 events as (
@@ -36,9 +51,32 @@ events as (
 
 ),
 
-graph as (
+-- The identity graph, imported once per use: PostgreSQL inlines a CTE used once, so each join below is
+-- planned against the table, its statistics and its index (a shared, materialized CTE was re-scanned
+-- once per event).
+episodes as (
 
     select * from {{ ref('int_identity_graph') }}
+
+),
+
+first_episodes as (
+
+    select * from {{ ref('int_identity_graph') }}
+    where episode_number = 1
+
+),
+
+user_merges as (
+
+    -- alias previousId -> userId: the first episode of the previous id, when an alias opened it. (For an
+    -- anonymous previousId this maps a device id, which no event has as its customer: harmless.)
+    select
+        anonymous_id as merged_id,
+        customer_id as merged_into,
+        valid_from as merged_at
+    from {{ ref('int_identity_graph') }}
+    where episode_number = 1 and first_link_source = 'alias'
 
 ),
 
@@ -62,68 +100,46 @@ relinked_devices as (
 
 ),
 
+merged_ids as (
+
+    -- Ids a new alias merges into another user: the events stored as theirs move to that user.
+    select previous_id as merged_id from new_events
+    where event_type = 'alias' and previous_id is not null
+
+),
+
+relinked_rows as (
+
+    -- Stored events whose attribution may change: anonymous browsing on a relinked device, and the
+    -- events of merged ids (both through indexes).
+    select stored_rows.event_id
+    from {{ this }} as stored_rows
+    inner join relinked_devices on stored_rows.anonymous_id = relinked_devices.device_id
+    where stored_rows.user_id is null
+    union
+    select stored_rows.event_id
+    from {{ this }} as stored_rows
+    inner join merged_ids on stored_rows.customer_id = merged_ids.merged_id
+
+),
+
 candidates as (
 
     select
-        event_id,
-        event_type,
-        event_name,
-        user_id,
-        anonymous_id,
-        event_at,
-        event_date,
-        loaded_at,
-        product_id,
-        product_name,
-        product_category,
-        product_price,
-        product_quantity,
-        order_id,
-        order_revenue,
-        currency,
-        order_products,
-        page_url,
-        page_path,
-        page_referrer,
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        device_type,
-        email_campaign_id
+        {%- for column in event_columns %}
+        {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
     from new_events
 
     union all
 
     select
-        stored_rows.event_id,
-        stored_rows.event_type,
-        stored_rows.event_name,
-        stored_rows.user_id,
-        stored_rows.anonymous_id,
-        stored_rows.event_at,
-        stored_rows.event_date,
-        stored_rows.loaded_at,
-        stored_rows.product_id,
-        stored_rows.product_name,
-        stored_rows.product_category,
-        stored_rows.product_price,
-        stored_rows.product_quantity,
-        stored_rows.order_id,
-        stored_rows.order_revenue,
-        stored_rows.currency,
-        stored_rows.order_products,
-        stored_rows.page_url,
-        stored_rows.page_path,
-        stored_rows.page_referrer,
-        stored_rows.utm_source,
-        stored_rows.utm_medium,
-        stored_rows.utm_campaign,
-        stored_rows.device_type,
-        stored_rows.email_campaign_id
-    from {{ this }} as stored_rows
-    inner join relinked_devices on stored_rows.anonymous_id = relinked_devices.device_id
-    where stored_rows.user_id is null
-        and stored_rows.event_id not in (select new_events.event_id from new_events)
+        {%- for column in event_columns %}
+        stored_rows.{{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from relinked_rows
+    inner join {{ this }} as stored_rows on relinked_rows.event_id = stored_rows.event_id
+    where relinked_rows.event_id not in (select new_events.event_id from new_events)
 
 ),
 
@@ -132,43 +148,14 @@ candidates as (
 candidates as (
 
     select
-        event_id,
-        event_type,
-        event_name,
-        user_id,
-        anonymous_id,
-        event_at,
-        event_date,
-        loaded_at,
-        product_id,
-        product_name,
-        product_category,
-        product_price,
-        product_quantity,
-        order_id,
-        order_revenue,
-        currency,
-        order_products,
-        page_url,
-        page_path,
-        page_referrer,
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        device_type,
-        email_campaign_id
+        {%- for column in event_columns %}
+        {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
     from events
 
 ),
 
 {% endif %}
-
-first_episodes as (
-
-    select * from graph
-    where episode_number = 1
-
-),
 
 anonymous_attribution as (
 
@@ -181,7 +168,7 @@ anonymous_attribution as (
             else first_episodes.valid_from
         end as identified_at
     from candidates
-    left join graph as current_episode
+    left join episodes as current_episode
         on candidates.anonymous_id = current_episode.anonymous_id
         and candidates.event_at >= current_episode.valid_from
         and (current_episode.valid_to is null or candidates.event_at < current_episode.valid_to)
@@ -191,18 +178,32 @@ anonymous_attribution as (
 
 ),
 
-stitched as (
+attributed as (
 
     select
         candidates.*,
         coalesce(candidates.anonymous_id, 'user:' || candidates.user_id) as visitor_key,
-        coalesce(candidates.user_id, anonymous_attribution.customer_id) as customer_id,
+        coalesce(candidates.user_id, anonymous_attribution.customer_id) as attributed_customer_id,
         case
             when candidates.user_id is not null then candidates.event_at
             else anonymous_attribution.identified_at
-        end as identified_at
+        end as attributed_at
     from candidates
     left join anonymous_attribution on candidates.event_id = anonymous_attribution.event_id
+
+),
+
+stitched as (
+
+    select
+        attributed.*,
+        coalesce(user_merges.merged_into, attributed.attributed_customer_id) as customer_id,
+        case
+            when user_merges.merged_into is not null then greatest(attributed.attributed_at, user_merges.merged_at)
+            else attributed.attributed_at
+        end as identified_at
+    from attributed
+    left join user_merges on attributed.attributed_customer_id = user_merges.merged_id
 
 ),
 
@@ -238,6 +239,7 @@ final as (
         stitched.utm_campaign,
         stitched.device_type,
         stitched.email_campaign_id,
+        {% if is_incremental() %}stored_rows.customer_id{% else %}null::text{% endif %} as replaced_customer_id,
         '{{ run_started_at }}'::timestamptz as _updated_at
     from stitched
     {% if is_incremental() %}

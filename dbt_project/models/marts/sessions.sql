@@ -10,6 +10,7 @@
         indexes=[
             {'columns': ['session_id'], 'unique': True},
             {'columns': ['visitor_key', 'started_at']},
+            {'columns': ['customer_id', 'started_date']},
             {'columns': ['_updated_at']},
         ],
     )
@@ -34,11 +35,14 @@ events as (
 
 changed_visitors as (
 
+    -- Read from the table, not the `events` CTE: a CTE used twice is materialized (a full scan), one used
+    -- once is inlined, so both reads use the stitched table's indexes (`_updated_at`, visitor and time).
     select
         visitor_key,
         min(event_at) as changed_from
-    from events
+    from {{ ref('int_events_stitched_to_customers') }}
     where _updated_at > {{ updated_since(this) }}
+        and event_name not like 'email\_%'
     group by visitor_key
 
 ),

@@ -15,6 +15,7 @@ final as (
         user_id,
         anonymous_id,
         event_at,
+        loaded_at,
         coalesce(email_campaign_id, utm_campaign) as email_campaign_id
     from events
     where event_name in ('email_opened', 'email_clicked')

@@ -15,6 +15,7 @@ final as (
         user_id,
         anonymous_id,
         event_at as ordered_at,
+        loaded_at,
         coalesce(order_revenue, 0) as revenue,
         currency,
         order_products

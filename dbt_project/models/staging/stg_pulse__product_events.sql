@@ -16,6 +16,7 @@ final as (
         anonymous_id,
         event_at,
         event_date,
+        loaded_at,
         product_id,
         product_name,
         product_category,
