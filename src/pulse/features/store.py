@@ -114,22 +114,37 @@ def apply(settings: Settings | None = None) -> list[str]:
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
 
-def batch_views(store) -> list[str]:
+def batch_views(store) -> list:
     """Feature views loaded by materialisation: every online view except those fed by pushes (the
     collector keeps those fresh; materialising their empty batch table would add nothing)."""
     from feast.data_source import PushSource
 
     return [
-        fv.name
-        for fv in store.list_feature_views()
-        if fv.online and not isinstance(fv.stream_source, PushSource)
+        fv for fv in store.list_feature_views() if fv.online and not isinstance(fv.stream_source, PushSource)
     ]
 
 
 def materialize(start: datetime, end: datetime, settings: Settings | None = None) -> None:
-    """Load the latest feature values with timestamps in [start, end] into the online store."""
+    """Load the latest feature values with timestamps in [start, end] into the online store.
+
+    The online store ends up as Feast's `materialize` would leave it; views the bulk loader handles
+    (`pulse.features.bulk_load`, 20-50x faster) skip Feast's per-value Python conversion."""
+    from feast.utils import make_tzaware
+
+    from pulse.features import bulk_load
+
     store = feature_store(settings)
-    store.materialize(start_date=start, end_date=end, feature_views=batch_views(store))
+    start, end = make_tzaware(start), make_tzaware(end)
+    if start > end:
+        raise ValueError(f"materialisation window starts after it ends: {start} > {end}")
+    by_feast = []
+    for view in batch_views(store):
+        if bulk_load.supports(store, view):
+            bulk_load.materialize_view(store, view, start, end)
+        else:
+            by_feast.append(view.name)
+    if by_feast:
+        store.materialize(start_date=start, end_date=end, feature_views=by_feast)
 
 
 @dataclass
