@@ -47,6 +47,7 @@
             {%- if run_query(check).columns[0].values()[0] -%}
                 {{ log("raw.events was replaced, lost rows or merged a customer: emptying the incremental models to rebuild them", info=True) }}
                 {%- for schema, name in [
+                    ('staging', 'stg_pulse__identifies'),
                     ('intermediate', 'int_events_stitched_to_customers'),
                     ('intermediate', 'int_customer_activity_aggregated_to_days'),
                     ('marts', 'sessions'),

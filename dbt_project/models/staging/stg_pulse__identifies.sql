@@ -1,10 +1,28 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_id',
+        on_schema_change='append_new_columns',
+        post_hook='analyze {{ this }}',
+        indexes=[{'columns': ['event_id'], 'unique': True}, {'columns': ['loaded_at']}],
+    )
+}}
 -- The events that tie identifiers together: `identify`, `alias` and sign-ins. The identity graph is
 -- built from these only.
+--
+-- An incremental table, unlike the other staging models (views): the identity graph is rebuilt from it
+-- on every run, and as a view each rebuild scanned all of raw.events for the few identity events. New
+-- loads (minus the `lookback` var) are appended; when raw.events loses rows the on-run-start reset
+-- empties it with the other incremental models.
 with
 
 events as (
 
     select * from {{ ref('stg_pulse__events') }}
+    {% if is_incremental() -%}
+        where loaded_at > {{ loaded_since(this) }}
+    {%- endif %}
 
 ),
 
