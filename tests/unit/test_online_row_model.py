@@ -51,3 +51,23 @@ def test_a_plain_estimator_takes_the_numpy_row():
     assert row_model.predict(row.to_numpy()) == pytest.approx(
         model.predict_proba(train.iloc[[7]])[0, 1], abs=1e-12
     )
+
+
+def test_rate_features_fill_clip_and_divide():
+    """RateFeatures (computed in numpy so one row costs microseconds): NaN and negatives become 0, tenure is
+    clipped to the window, denominators to at least 1."""
+    raw = pd.DataFrame(
+        {"tenure_days": [200.0, 0.0], "page_views_90d": [45.0, np.nan], "orders_90d": [9.0, -3.0]},
+        index=[7, 3],
+    )
+    out = candidates.RateFeatures().fit(raw).transform(raw)
+    assert list(out.columns) == [
+        "tenure_days",
+        "page_views_90d",
+        "orders_90d",
+        "visits_per_day_90d",
+        "orders_per_day_90d",
+        "orders_per_visit_90d",
+    ]
+    assert list(out.index) == [7, 3]
+    np.testing.assert_array_equal(out.to_numpy(), [[200, 45, 9, 0.5, 0.1, 0.2], [0, 0, 0, 0, 0, 0]])

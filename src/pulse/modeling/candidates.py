@@ -41,18 +41,26 @@ class RateFeatures(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        frame = X.astype(float).fillna(0.0).clip(lower=0)
-        helpers = {}
-        if "tenure_days" in frame:
-            helpers["tenure_days_90"] = frame["tenure_days"].clip(1, 90)
-            helpers["tenure_days_30"] = frame["tenure_days"].clip(1, 30)
-        source = frame.assign(**helpers)
+        # numpy, not pandas column operations: the scoring API transforms one row per request, where
+        # pandas costs milliseconds (the result is the same as astype/fillna/clip/assign).
+        values = X.to_numpy(dtype=float, copy=True)
+        values[np.isnan(values)] = 0.0
+        values[values < 0] = 0.0
+        columns = dict(zip(X.columns, values.T, strict=True))
+        source = dict(columns)
+        if "tenure_days" in columns:
+            source["tenure_days_90"] = np.clip(columns["tenure_days"], 1, 90)
+            source["tenure_days_30"] = np.clip(columns["tenure_days"], 1, 30)
         extra = {
-            name: source[num] / source[den].clip(lower=1)
+            name: source[num] / np.maximum(source[den], 1)
             for name, (num, den) in RATIOS.items()
             if num in source and den in source
         }
-        return frame.assign(**extra)
+        if extra.keys() & columns.keys():  # a ratio's name is already a column: replaced in place
+            return pd.DataFrame(columns | extra, index=X.index)
+        return pd.DataFrame(
+            np.column_stack([values, *extra.values()]), columns=[*columns, *extra], index=X.index
+        )
 
     def get_feature_names_out(self, input_features=None):
         return None
