@@ -5,7 +5,9 @@
 Creates a scratch database on PULSE_DATABASE_URL's server (default postgresql://postgres@127.0.0.1:5432),
 fills `marts.customer_features` with one snapshot of `--customers` synthetic customers (every feature of
 `customer_activity`), then prints:
-1. materialisation of that snapshot into PostgreSQL and into Redis (rows/s; goal >= 20,000 rows/s to Redis);
+1. materialisation of that snapshot into PostgreSQL and into Redis (rows/s; goal >= 20,000 rows/s to Redis),
+   beside Feast's own `materialize` into Redis (another Feast project) in the same run (`--no-feast-baseline`
+   skips it: about a minute);
 2. `get_online_features` for one customer and 30 features, p50/p99 over `--reads` reads from Redis, beside
    a raw redis-py HMGET of the same key and fields in the same run (goal: p99 <= 3x raw and <= 5 ms);
 3. `GET /v1/scores/{id}` of `pulse serve` (Redis online store, a logistic-regression champion on the same
@@ -62,12 +64,17 @@ def fill_snapshot(url: str, features: dict, customers: int) -> None:
         conn.execute("analyze marts.customer_features")
 
 
-def timed_materialise(settings) -> float:
-    from pulse.features.store import apply, materialize
+def timed_materialise(settings, feast_native: bool = False) -> float:
+    """Seconds to load the snapshot: Pulse's `materialize` (the bulk loader), or Feast's own."""
+    from pulse.features.store import apply, feature_store, materialize
 
     apply(settings)  # not timed: registry and online tables
+    start, end = AS_OF - timedelta(days=1), AS_OF + timedelta(days=1)
     started = time.perf_counter()
-    materialize(AS_OF - timedelta(days=1), AS_OF + timedelta(days=1), settings)
+    if feast_native:
+        feature_store(settings).materialize(start, end, feature_views=["customer_activity"])
+    else:
+        materialize(start, end, settings)
     return time.perf_counter() - started
 
 
@@ -137,6 +144,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=5_000)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--feast-baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--redis", default=os.environ.get("PULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     )
@@ -162,6 +170,9 @@ def main() -> None:
 
     pg_settings = Settings()
     redis_settings = Settings(redis_url=args.redis)
+    native_settings = redis_settings.model_copy(
+        update={"feast_project": f"{redis_settings.feast_project}_feast"}
+    )
     db.create_schemas(pg_settings)
     (view,) = [o for o in repo_objects(pg_settings) if o.name == "customer_activity"]
     features = {f.name: f.dtype for f in view.features}
@@ -178,6 +189,13 @@ def main() -> None:
             "   goal >= 20,000 rows/s",
             flush=True,
         )
+        if args.feast_baseline:
+            native_seconds = timed_materialise(native_settings, feast_native=True)
+            print(
+                f"Feast's own materialize into Redis: {args.customers / native_seconds:,.0f} rows/s "
+                f"({native_seconds:.1f} s); Pulse's is {native_seconds / redis_seconds:.1f}x faster",
+                flush=True,
+            )
 
         feast_times, raw_times = bench_reads(redis_settings, refs, "c0000042", args.reads)
         f50, f99, r50, r99 = (
@@ -241,10 +259,11 @@ def main() -> None:
             flush=True,
         )
     finally:
-        try:
-            feature_store(redis_settings).teardown()
-        except Exception as error:  # noqa: BLE001
-            print(f"teardown: {error}")
+        for teardown in (redis_settings, native_settings):
+            try:
+                feature_store(teardown).teardown()
+            except Exception as error:  # noqa: BLE001
+                print(f"teardown: {error}")
         db._engine_for(url).dispose()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
