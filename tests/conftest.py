@@ -96,3 +96,17 @@ def tables_naming(url: str, value: str) -> dict[str, int]:
             if count:
                 found[f"{schema}.{name}"] = count
     return found
+
+
+def table_columns(
+    conn: psycopg.Connection, table: str, exclude: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """The columns of `schema.table` in order, without `exclude` (columns that record how or when a row
+    was written rather than what it says)."""
+    schema, name = table.split(".")
+    rows = conn.execute(
+        "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
+        "order by ordinal_position",
+        (schema, name),
+    )
+    return [r[0] for r in rows if r[0] not in exclude]

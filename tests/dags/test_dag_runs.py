@@ -14,7 +14,7 @@ import pytest
 
 from pulse.events.simulator import simulate
 from pulse.pipeline import window_key
-from tests.conftest import tables_naming
+from tests.conftest import table_columns, tables_naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -58,15 +58,7 @@ def checksums(url: str, project: str) -> dict[str, tuple[int, str]]:
     with psycopg.connect(url) as conn:
         for table in output_tables(conn, project):
             schema, name = table.split(".")
-            columns = [
-                r[0]
-                for r in conn.execute(
-                    "select column_name from information_schema.columns where table_schema = %s "
-                    "and table_name = %s order by ordinal_position",
-                    (schema, name),
-                )
-                if r[0] not in WRITE_TIME_COLUMNS
-            ]
+            columns = table_columns(conn, table, WRITE_TIME_COLUMNS)
             row = ", ".join(f't."{c}"' for c in columns)
             count, digest = conn.execute(
                 f"select count(*), coalesce(md5(string_agg(h, '' order by h)), '') "

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from pulse.config import Settings
+from tests.conftest import table_columns
 from tests.integration.dbt_support import END, dbt_build, ingest_events, load_simulation
 
 pytestmark = pytest.mark.e2e
@@ -42,17 +43,8 @@ def iso(moment: datetime) -> str:
 
 def table_rows(settings: Settings, table: str) -> dict[tuple, str]:
     """key -> the row's text (all columns but the bookkeeping ones), for every row of `table`."""
-    schema, name = table.split(".")
     with psycopg.connect(settings.database_url) as conn:
-        columns = [
-            r[0]
-            for r in conn.execute(
-                "select column_name from information_schema.columns "
-                "where table_schema = %s and table_name = %s order by ordinal_position",
-                (schema, name),
-            )
-            if r[0] not in BOOKKEEPING
-        ]
+        columns = table_columns(conn, table, BOOKKEEPING)
         assert columns, table
         key = TABLES[table]
         select = ", ".join(f'"{c}"' for c in key)
