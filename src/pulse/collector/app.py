@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import hashlib
 import hmac
 import logging
@@ -46,6 +47,7 @@ from pulse.collector.writer import GroupCommitWriter, Hook, Unavailable
 from pulse.config import Settings, get_settings
 from pulse.db import warehouse_url
 from pulse.events.contract import utc_now
+from pulse.events.fast import plain_json, row_from_payload
 from pulse.events.ingest import parse_payload
 from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
@@ -194,8 +196,21 @@ class Collector:
 
         rows, rejections, errors = [], [], []
         batch_pii = maybe_pii(_encode(defaults)) if defaults else False
+        # Well-formed events take the fast path (the contract's own rows, see pulse.events.fast) unless
+        # the batch-level defaults could hold PII, a NUL escape or deep nesting.
+        fast_ok = not defaults or plain_json(_encode(defaults))
         for index, (item, raw) in enumerate(zip(items, encoded, strict=True), start=1):
-            event = self._prepare(item, call, defaults, received_at)
+            event = self._prepare(item, call, defaults)
+            row = (
+                row_from_payload(event, raw, SOURCE, received_at, server_received=received_at)
+                if fast_ok
+                else None
+            )
+            if row is not None:
+                rows.append(row)
+                continue
+            if isinstance(event, dict):
+                event["receivedAt"] = received_at  # this server's clock, whatever the client claimed
             parsed = parse_payload(
                 event, SOURCE, index, received_at, raw=raw, scrub_pii=batch_pii or maybe_pii(raw)
             )
@@ -260,7 +275,9 @@ class Collector:
         raise Problem(400, "invalid_batch", 'expected {"batch": [...]} or an array of events')
 
     @staticmethod
-    def _prepare(item: Any, call: str, defaults: dict[str, Any], received_at) -> Any:
+    def _prepare(item: Any, call: str, defaults: dict[str, Any]) -> Any:
+        """The event as the contract reads it (batch defaults applied); `receivedAt` is set by the
+        caller (the fast path takes the server's clock separately)."""
         if not isinstance(item, dict):
             return item
         event = dict(item)
@@ -272,7 +289,6 @@ class Collector:
         if isinstance(batch_context, dict):
             own = event.get("context")
             event["context"] = {**batch_context, **own} if isinstance(own, dict) else batch_context
-        event["receivedAt"] = received_at  # this server's clock, whatever the client claimed
         if not event.get("messageId"):
             event["messageId"] = _message_id(item)
         return event
@@ -343,6 +359,22 @@ class Collector:
         )
 
 
+WARM_UP_SECONDS = 15.0
+
+
+def _warm_up_realtime(settings: Settings) -> None:
+    """Build once what the real-time hook builds on its first push: Feast's store, seconds of imports
+    and first-call instrumentation. Done before serving, so that work does not compete for the GIL with
+    the first requests (it was the collector's worst latency under load: a second or more)."""
+    try:
+        from pulse.features.realtime import FEATURE_VIEW
+        from pulse.features.store import feature_store
+
+        feature_store(settings).get_stream_feature_view(FEATURE_VIEW)
+    except Exception:  # noqa: BLE001 - not applied yet, no registry: the hook copes; this only warms up
+        log.debug("real-time warm-up", exc_info=True)
+
+
 def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> Starlette:
     """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
     settings = settings or get_settings()
@@ -352,8 +384,17 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         await asyncio.to_thread(ensure_raw_tables, collector.url)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(_warm_up_realtime, settings), WARM_UP_SECONDS)
+        except TimeoutError:
+            log.warning("real-time warm-up still running after %g s; serving anyway", WARM_UP_SECONDS)
         collector.writer.start()
         realtime.start()
+        # What exists now (modules, the app) lives as long as the server: move it out of the garbage
+        # collector's reach, so its full passes walk only request garbage, not every object ever
+        # imported (such a pass took tens of milliseconds, held the GIL, and showed up as p99).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -35,7 +35,7 @@ class CollectorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> CollectorProcess:
+    def start(self, timeout: float = 60.0) -> CollectorProcess:
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [
