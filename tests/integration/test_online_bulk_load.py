@@ -73,8 +73,10 @@ def test_bulk_load_leaves_the_online_store_as_feast_does(settings, monkeypatch, 
     assert bulk_load.supports(bulk, bulk.get_feature_view("customer_activity"))
     try:
         assert stored(settings, bulk) == [] == stored(settings, native)
-        # The newer window first, then the older one (Redis keeps the newer values), then a re-run.
-        for start, end in ((D2, D2 + timedelta(days=1)), (D1, D2 - timedelta(microseconds=1)), (D1, D2)):
+        # An empty window, the newer window, the older one (Redis keeps the newer values), then a re-run.
+        windows = [(D1 - timedelta(days=9), D1 - timedelta(days=8)), (D2, D2 + timedelta(days=1))]
+        windows += [(D1, D2 - timedelta(microseconds=1)), (D1, D2)]
+        for start, end in windows:
             feast_store.materialize(start, end, settings)
             native.materialize(start, end, feature_views=["customer_activity"])
             assert stored(settings, bulk) == stored(settings, native)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -75,7 +76,7 @@ def supports(store, view: FeatureView) -> bool:
     online = config.online_store
     source = view.batch_source
     entity_columns = view.entity_columns
-    plain_online = (online.type == "redis" and str(getattr(online.redis_type, "value", "")) == "redis") or (
+    plain_online = (online.type == "redis" and online.redis_type == "redis") or (
         online.type == "postgres"
         and not online.vector_enabled
         and not getattr(online, "enable_openai_compatible_store", False)
@@ -93,9 +94,10 @@ def supports(store, view: FeatureView) -> bool:
     )
 
 
-def latest_rows(store, view: FeatureView, start: datetime, end: datetime) -> pa.Table:
+def latest_rows(store, view: FeatureView, start: datetime, end: datetime) -> Iterator[pa.Table]:
     """Each entity's newest row with a timestamp in [start, end]: join key, `TS_COLUMN` (microseconds
-    since the epoch), then the view's features."""
+    since the epoch), then the view's features; in tables of up to CHUNK_ROWS rows, yielded as they
+    arrive, so the online store is written while PostgreSQL still sends."""
     source = view.batch_source
     join_key = view.entity_columns[0].name
     features = _value_types(view)
@@ -115,27 +117,28 @@ def latest_rows(store, view: FeatureView, start: datetime, end: datetime) -> pa.
         end=sql.Literal(end),
         order=sql.SQL(", ").join(order),
     )
-    buffer = io.BytesIO()
-    with _get_conn(store.config.offline_store) as conn, conn.cursor() as cur:
-        with cur.copy(query) as copy:
-            for block in copy:
-                buffer.write(block)
-    names = [join_key, TS_COLUMN, *features]
     types = {join_key: pa.large_string(), TS_COLUMN: pa.int64()}
     types |= {name: _ARROW_TYPES[t] for name, t in features.items()}
-    buffer.seek(0)
-    return pa_csv.read_csv(
-        buffer,
-        read_options=pa_csv.ReadOptions(column_names=names),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
+    options = {
+        "read_options": pa_csv.ReadOptions(column_names=list(types)),
+        "parse_options": pa_csv.ParseOptions(newlines_in_values=True),
+        "convert_options": pa_csv.ConvertOptions(
             column_types=types,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,  # PostgreSQL's CSV: NULL is bare, '' is quoted
             true_values=["t"],
             false_values=["f"],
         ),
-    )
+    }
+    with _get_conn(store.config.offline_store) as conn, conn.cursor() as cur, cur.copy(query) as copy:
+        rows: list[bytes] = []
+        for row in copy:  # one COPY message per row, even when a value holds a newline
+            rows.append(bytes(row))
+            if len(rows) == CHUNK_ROWS:
+                yield pa_csv.read_csv(io.BytesIO(b"".join(rows)), **options)
+                rows.clear()
+        if rows:
+            yield pa_csv.read_csv(io.BytesIO(b"".join(rows)), **options)
 
 
 def _timestamp_bytes(micros: int) -> bytes:
@@ -198,7 +201,7 @@ class _RedisWriter:
         return (stored == 0) | (micros * 1000 > stored)
 
     def commands(self, chunk: pa.Table) -> tuple[bytes, int, int]:
-        """(encoded commands, replies to read, entities written) for a chunk of `latest_rows`."""
+        """(encoded commands, replies to read, entities written) for a table of `latest_rows`."""
         n = chunk.num_rows
         keys = wrap(binary_groups(chunk.column(0)), self.key_prefix, self.project)
         micros = chunk.column(1).to_numpy()
@@ -218,15 +221,15 @@ class _RedisWriter:
         return payload + join_rows([expires], n, keep), 2 * written, written
 
 
-def write_redis(store, view: FeatureView, rows: pa.Table) -> int:
+def write_redis(store, view: FeatureView, chunks: Iterable[pa.Table]) -> int:
     """HSET each entity's features and `_ts:<view>` unless its stored `_ts` is as new; returns entities
     written. While Redis applies one chunk (a thread waits on the socket), the next one is encoded."""
     writer = _RedisWriter(store, view)
     written = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-redis-load") as sender:
         pending = None
-        for start in range(0, rows.num_rows, CHUNK_ROWS):
-            payload, replies, count = writer.commands(rows.slice(start, CHUNK_ROWS))
+        for chunk in chunks:
+            payload, replies, count = writer.commands(chunk)
             if pending is not None:
                 pending.result()  # raises the chunk's error, if any
             pending = sender.submit(_redis_commands, writer.client, payload, replies) if replies else None
@@ -262,7 +265,7 @@ def _value_texts(column: pa.ChunkedArray, value_type: ValueType) -> Groups:
     ]
 
 
-def write_postgres(store, view: FeatureView, rows: pa.Table) -> int:
+def write_postgres(store, view: FeatureView, chunks: Iterable[pa.Table]) -> int:
     """Upsert one row per (entity, feature), as Feast's PostgreSQL store does; returns entities written.
 
     The upsert itself (one row per customer and feature) is what limits this path, not Python."""
@@ -279,9 +282,10 @@ def write_postgres(store, view: FeatureView, rows: pa.Table) -> int:
         )
         with cur.copy("copy pulse_online_load from stdin (format binary)") as copy:
             copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-            for start in range(0, rows.num_rows, CHUNK_ROWS):
-                chunk = rows.slice(start, CHUNK_ROWS)
+            written = 0
+            for chunk in chunks:
                 n = chunk.num_rows
+                written += n
                 micros = chunk.column(1).to_numpy()
                 lead = [
                     wrap(
@@ -309,17 +313,17 @@ def write_postgres(store, view: FeatureView, rows: pa.Table) -> int:
             ).format(table=table)
         )
         conn.commit()
-    return rows.num_rows
+    return written
 
 
 def materialize_view(store, view: FeatureView, start: datetime, end: datetime) -> int:
     """Load `view`'s newest rows in [start, end] into the online store (callers check `supports` first);
-    returns the number of entities read."""
-    rows = latest_rows(store, view, start, end)
+    returns the number of entities written."""
+    chunks = latest_rows(store, view, start, end)
     if store.config.online_store.type == "redis":
-        written = write_redis(store, view, rows)
+        written = write_redis(store, view, chunks)
     else:
-        written = write_postgres(store, view, rows)
+        written = write_postgres(store, view, chunks)
     store.registry.apply_materialization(view, store.project, start, end)
-    log.info("materialised %s: %d entities read, %d written", view.name, rows.num_rows, written)
-    return rows.num_rows
+    log.info("materialised %s: %d entities written", view.name, written)
+    return written
