@@ -2,7 +2,8 @@
 ### pulse_transform
 
 Runs the dbt project (`dbt_project/`) through astronomer-cosmos when new events land: one Airflow task
-per model, each a `dbt build` of that model and its tests, in dependency order, so the graph shows each
+per model, each a `dbt build` of that model and its data tests (dbt's unit tests run in CI, not in
+production), in dependency order, so the graph shows each
 model and a failing test stops only what depends on it. The graph is rendered from the manifest
 `dbt parse` writes (`LoadMode.DBT_MANIFEST`; re-made automatically when a model changes), not by running
 dbt at every parse. The marts are tables rebuilt from `raw.events`, so a re-run gives identical tables.
@@ -26,6 +27,7 @@ from pulse_airflow import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, dat
 
 from pulse.config import get_settings
 from pulse.pipeline import AFTER_SCORING_DBT_SELECTOR, dbt_manifest
+from pulse.transform import PRODUCTION_EXCLUDES_ENV
 
 _settings = get_settings()
 DBT_DIR = _settings.project_dir / "dbt_project"
@@ -65,6 +67,8 @@ def pulse_transform():
         operator_args={
             "install_deps": False,  # dbt deps needs the dbt hub; Pulse has no packages
             "append_env": True,  # dbt sees the PULSE_PG_* the pre_execute hook exported
+            # A production build: no dbt unit tests (they run in CI; see pulse.transform).
+            "env": PRODUCTION_EXCLUDES_ENV,
         },
     )
 

@@ -21,6 +21,14 @@ QUIET_ENV = {
 }
 
 
+# What a production build (`pulse build`, the transform DAG, the warehouse benchmark) leaves out: dbt's
+# unit tests. They check the models' SQL on fixed rows, which no run's data can change, so they belong in
+# development and CI (dbt's own guidance): the integration tests (`make test`) build with them. The data
+# tests, which check the data each run writes, always run.
+PRODUCTION_EXCLUDES_ENV = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
+PRODUCTION_EXCLUDES = ["--exclude-resource-type", "unit_test"]
+
+
 class DbtError(RuntimeError):
     """dbt failed: the message names each failing node and why."""
 
@@ -106,9 +114,9 @@ def build(
     """`dbt build`: every model and its tests, in dependency order.
 
     The audience models (tag `audiences`) read the scores, so they are built by `pulse audiences` after
-    scoring, not here.
+    scoring, not here; dbt's unit tests run in development and CI, not here (`PRODUCTION_EXCLUDES`).
     """
-    return run_dbt(["build", "--exclude", "tag:audiences"], settings, on_line)
+    return run_dbt(["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES], settings, on_line)
 
 
 def compiled_sql(model: str, settings: Settings | None = None) -> str:
