@@ -259,11 +259,15 @@ def main() -> None:
             flush=True,
         )
     finally:
-        for teardown in (redis_settings, native_settings):
-            try:
-                feature_store(teardown).teardown()
-            except Exception as error:  # noqa: BLE001
-                print(f"teardown: {error}")
+        try:
+            # Feast's teardown also drops the (shared) SQL registry: remove the baseline's keys first.
+            native = feature_store(native_settings)
+            native._get_provider().teardown_infra(
+                native.project, native.list_feature_views(), native.list_entities()
+            )
+            feature_store(redis_settings).teardown()
+        except Exception as error:  # noqa: BLE001
+            print(f"teardown: {error}")
         db._engine_for(url).dispose()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')

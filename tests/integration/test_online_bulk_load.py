@@ -89,5 +89,8 @@ def test_bulk_load_leaves_the_online_store_as_feast_does(settings, monkeypatch, 
         registered = bulk.registry.get_feature_view("customer_activity", bulk.project, allow_cache=False)
         assert registered.materialization_intervals  # recorded, as Feast records it
     finally:
+        # Feast's teardown also drops the (shared) SQL registry: remove the other project's keys first.
+        native._get_provider().teardown_infra(
+            native.project, native.list_feature_views(), native.list_entities()
+        )
         bulk.teardown()
-        native.teardown()
