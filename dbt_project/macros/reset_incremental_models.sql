@@ -50,6 +50,7 @@
                     ('staging', 'stg_pulse__identifies'),
                     ('intermediate', 'int_events_stitched_to_customers'),
                     ('intermediate', 'int_customer_activity_aggregated_to_days'),
+                    ('intermediate', 'int_customer_activity_aggregated_to_customers'),
                     ('marts', 'sessions'),
                     ('marts', 'customer_features'),
                 ] -%}

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 
 BOOKKEEPING = {"_updated_at", "_replace_from", "replaced_customer_id"}
 
-# Every mart the warehouse build writes, incremental or not, and the stitched events they read.
+# Every mart the warehouse build writes, incremental or not, the stitched events they read and the
+# incremental intermediate aggregates read by marts that are rebuilt on every run.
 TABLES = {
     "marts.customers": ["customer_id"],
     "marts.sessions": ["session_id"],
@@ -34,6 +35,7 @@ TABLES = {
     "marts.customer_features": ["customer_id", "snapshot_date"],
     "marts.identity_graph": ["identity_link_id"],
     "intermediate.int_events_stitched_to_customers": ["event_id"],
+    "intermediate.int_customer_activity_aggregated_to_customers": ["customer_id"],
 }
 
 

@@ -21,6 +21,7 @@
             {'columns': ['event_date']},
             {'columns': ['_updated_at']},
             {'columns': ['loaded_at']},
+            {'columns': ['order_id']},
         ],
     )
 }}

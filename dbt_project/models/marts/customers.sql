@@ -1,134 +1,58 @@
 -- One row per customer: lifetime activity, orders, preferences, email engagement and RFM, as of the end
 -- of the data (`as_of`: midnight after the last day with events, the same time as the latest
 -- customer_features snapshot; never now(), so a rebuild gives the same answer).
+--
+-- A table rebuilt on every run, but a cheap one: the per-customer aggregates are kept incrementally in
+-- int_customer_activity_aggregated_to_customers; what is relative to all customers (RFM quintiles) or to
+-- the end of the data (days since the last order) is computed here.
 with
+
+customer_activity as (
+
+    select * from {{ ref('int_customer_activity_aggregated_to_customers') }}
+
+),
 
 events as (
 
     select * from {{ ref('int_events_stitched_to_customers') }}
-    where customer_id is not null
-
-),
-
-sessions as (
-
-    select * from {{ ref('sessions') }}
-    where customer_id is not null
-
-),
-
-orders as (
-
-    select * from {{ ref('orders') }}
 
 ),
 
 bounds as (
 
-    select ((max(event_date) + 1)::timestamp at time zone 'UTC') as as_of from events
-
-),
-
-activity as (
-
-    select
-        customer_id,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        count(*) filter (where event_name = 'product_viewed') as product_views,
-        count(*) filter (where event_name = 'email_opened') as email_opens,
-        count(*) filter (where event_name = 'email_clicked') as email_clicks,
-        max(event_at) filter (where event_name in ('email_opened', 'email_clicked')) as last_email_engaged_at
+    -- The newest day with a customer's event (a backward scan of the stitched events' day index).
+    select ((max(event_date) + 1)::timestamp at time zone 'UTC') as as_of
     from events
-    group by customer_id
-
-),
-
-category_views as (
-
-    select
-        customer_id,
-        product_category,
-        row_number() over (
-            partition by customer_id order by count(*) desc, product_category
-        ) as category_rank
-    from events
-    where event_name = 'product_viewed' and product_category is not null
-    group by customer_id, product_category
-
-),
-
-channels as (
-
-    select
-        customer_id,
-        source || ' / ' || medium as channel,
-        row_number() over (
-            partition by customer_id order by count(*) desc, source || ' / ' || medium
-        ) as channel_rank
-    from sessions
-    group by customer_id, source, medium
-
-),
-
-session_totals as (
-
-    select
-        customer_id,
-        count(*) as sessions,
-        count(*) filter (where is_converted) as converted_sessions,
-        count(*) filter (where has_abandoned_cart) as abandoned_carts
-    from sessions
-    group by customer_id
-
-),
-
-order_totals as (
-
-    select
-        customer_id,
-        min(ordered_at) as first_order_at,
-        max(ordered_at) as last_order_at,
-        count(*) as order_count,
-        sum(revenue) as revenue
-    from orders
-    group by customer_id
+    where customer_id is not null
 
 ),
 
 joined as (
 
     select
-        activity.customer_id,
-        activity.first_seen_at,
-        activity.last_seen_at,
-        order_totals.first_order_at,
-        order_totals.last_order_at,
-        coalesce(order_totals.order_count, 0) as order_count,
-        coalesce(order_totals.revenue, 0)::double precision as revenue,
-        case
-            when order_totals.order_count > 0 then (order_totals.revenue / order_totals.order_count)::double precision
-        end as avg_order_value,
-        extract(day from bounds.as_of - order_totals.last_order_at)::int as days_since_last_order,
-        category_views.product_category as preferred_category,
-        channels.channel as preferred_channel,
-        coalesce(session_totals.sessions, 0) as sessions,
-        coalesce(session_totals.converted_sessions, 0) as converted_sessions,
-        coalesce(session_totals.abandoned_carts, 0) as abandoned_carts,
-        activity.product_views,
-        activity.email_opens,
-        activity.email_clicks,
-        case when activity.email_opens > 0 then activity.email_clicks::double precision / activity.email_opens end
-            as email_click_rate,
-        activity.last_email_engaged_at,
+        customer_activity.customer_id,
+        customer_activity.first_seen_at,
+        customer_activity.last_seen_at,
+        customer_activity.first_order_at,
+        customer_activity.last_order_at,
+        customer_activity.order_count,
+        customer_activity.revenue,
+        customer_activity.avg_order_value,
+        extract(day from bounds.as_of - customer_activity.last_order_at)::int as days_since_last_order,
+        customer_activity.preferred_category,
+        customer_activity.preferred_channel,
+        customer_activity.sessions,
+        customer_activity.converted_sessions,
+        customer_activity.abandoned_carts,
+        customer_activity.product_views,
+        customer_activity.email_opens,
+        customer_activity.email_clicks,
+        customer_activity.email_click_rate,
+        customer_activity.last_email_engaged_at,
         bounds.as_of
-    from activity
+    from customer_activity
     cross join bounds
-    left join order_totals on activity.customer_id = order_totals.customer_id
-    left join session_totals on activity.customer_id = session_totals.customer_id
-    left join category_views
-        on activity.customer_id = category_views.customer_id and category_views.category_rank = 1
-    left join channels on activity.customer_id = channels.customer_id and channels.channel_rank = 1
 
 ),
 

@@ -1,0 +1,261 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='customer_id',
+        on_schema_change='fail',
+        post_hook=['delete from {{ this }} where first_seen_at is null', 'analyze {{ this }}'],
+        indexes=[
+            {'columns': ['customer_id'], 'unique': True},
+            {'columns': ['_updated_at']},
+        ],
+    )
+}}
+-- One row per customer: lifetime activity, orders, sessions, preferred category and channel, email
+-- engagement. Everything in `customers` that belongs to one customer alone; `customers` adds what is
+-- relative to all customers (RFM quintiles) or to the end of the data (`as_of`).
+--
+-- Incremental: every customer a change can touch is re-aggregated from all of its events, sessions and
+-- orders (through the customer indexes); the rest keep their row. Touched: the customers (now and
+-- before) of events the stitching wrote since this model's last run; for visitors whose sessions were
+-- rebuilt, every customer (now and before) of the events the rebuild read; and for every order id a
+-- changed order event carries, every customer with an event of that order id (a resent order moves to
+-- whoever sent it first).
+-- A touched customer with no events left (possible only in principle: the customer's own identify
+-- stays theirs) is written as a tombstone without `first_seen_at`, which replaces its stored row and is
+-- then deleted by the post-hook.
+with
+
+events as (
+
+    select * from {{ ref('int_events_stitched_to_customers') }}
+    where customer_id is not null
+
+),
+
+sessions as (
+
+    select * from {{ ref('sessions') }}
+    where customer_id is not null
+
+),
+
+orders as (
+
+    select * from {{ ref('orders') }}
+
+),
+
+{% if is_incremental() %}
+
+-- Each import is read again below instead of shared: PostgreSQL inlines a CTE used once, so every read
+-- reaches the indexes (`_updated_at`, visitor and time, order id, customer and day).
+changed_events as (
+
+    select
+        customer_id,
+        replaced_customer_id,
+        event_name,
+        coalesce(order_id, event_id) as order_id
+    from {{ ref('int_events_stitched_to_customers') }}
+    where _updated_at > {{ updated_since(this) }}
+
+),
+
+resessioned_visitors as (
+
+    select
+        visitor_key,
+        min(_replace_from) as replace_from
+    from {{ ref('sessions') }}
+    where _updated_at > {{ updated_since(this) }}
+    group by visitor_key
+
+),
+
+resessioned_events as (
+
+    select
+        stitched.customer_id,
+        stitched.replaced_customer_id
+    from {{ ref('int_events_stitched_to_customers') }} as stitched
+    inner join resessioned_visitors
+        on stitched.visitor_key = resessioned_visitors.visitor_key
+        and stitched.event_at >= resessioned_visitors.replace_from
+
+),
+
+changed_order_ids as (
+
+    select distinct order_id from changed_events
+    where event_name = 'order_completed'
+
+),
+
+order_id_events as (
+
+    -- Every event of a changed order id: by `order_id`, or by `event_id` for an order sent without one.
+    select stitched.customer_id
+    from {{ ref('int_events_stitched_to_customers') }} as stitched
+    inner join changed_order_ids on stitched.order_id = changed_order_ids.order_id
+    where stitched.event_name = 'order_completed'
+    union all
+    select stitched.customer_id
+    from {{ ref('int_events_stitched_to_customers') }} as stitched
+    inner join changed_order_ids on stitched.event_id = changed_order_ids.order_id
+    where stitched.event_name = 'order_completed' and stitched.order_id is null
+
+),
+
+affected_customers as (
+
+    select customer_id from changed_events
+    union
+    select replaced_customer_id from changed_events
+    union
+    select customer_id from resessioned_events
+    union
+    select replaced_customer_id from resessioned_events
+    union
+    select customer_id from order_id_events
+
+),
+
+affected as (
+
+    select customer_id from affected_customers
+    where customer_id is not null
+
+),
+
+{% endif %}
+
+activity as (
+
+    select
+        customer_id,
+        min(event_at) as first_seen_at,
+        max(event_at) as last_seen_at,
+        count(*) filter (where event_name = 'product_viewed') as product_views,
+        count(*) filter (where event_name = 'email_opened') as email_opens,
+        count(*) filter (where event_name = 'email_clicked') as email_clicks,
+        max(event_at) filter (where event_name in ('email_opened', 'email_clicked')) as last_email_engaged_at
+    from events
+    {% if is_incremental() -%}
+        where customer_id in (select affected.customer_id from affected)
+    {%- endif %}
+    group by customer_id
+
+),
+
+category_views as (
+
+    select
+        customer_id,
+        product_category,
+        row_number() over (
+            partition by customer_id order by count(*) desc, product_category
+        ) as category_rank
+    from events
+    where event_name = 'product_viewed' and product_category is not null
+        {% if is_incremental() -%}
+            and customer_id in (select affected.customer_id from affected)
+        {%- endif %}
+    group by customer_id, product_category
+
+),
+
+channels as (
+
+    select
+        customer_id,
+        source || ' / ' || medium as channel,
+        row_number() over (
+            partition by customer_id order by count(*) desc, source || ' / ' || medium
+        ) as channel_rank
+    from sessions
+    {% if is_incremental() -%}
+        where customer_id in (select affected.customer_id from affected)
+    {%- endif %}
+    group by customer_id, source, medium
+
+),
+
+session_totals as (
+
+    select
+        customer_id,
+        count(*) as sessions,
+        count(*) filter (where is_converted) as converted_sessions,
+        count(*) filter (where has_abandoned_cart) as abandoned_carts
+    from sessions
+    {% if is_incremental() -%}
+        where customer_id in (select affected.customer_id from affected)
+    {%- endif %}
+    group by customer_id
+
+),
+
+order_totals as (
+
+    select
+        customer_id,
+        min(ordered_at) as first_order_at,
+        max(ordered_at) as last_order_at,
+        count(*) as order_count,
+        sum(revenue) as revenue
+    from orders
+    {% if is_incremental() -%}
+        where customer_id in (select affected.customer_id from affected)
+    {%- endif %}
+    group by customer_id
+
+),
+
+customers as (
+
+    {% if is_incremental() -%}
+        -- Affected customers without events keep a (tombstone) row, which removes their stored row.
+        select customer_id from affected
+    {%- else -%}
+        select customer_id from activity
+    {%- endif %}
+
+),
+
+final as (
+
+    select
+        customers.customer_id,
+        activity.first_seen_at,
+        activity.last_seen_at,
+        order_totals.first_order_at,
+        order_totals.last_order_at,
+        coalesce(order_totals.order_count, 0) as order_count,
+        coalesce(order_totals.revenue, 0)::double precision as revenue,
+        case
+            when order_totals.order_count > 0 then (order_totals.revenue / order_totals.order_count)::double precision
+        end as avg_order_value,
+        category_views.product_category as preferred_category,
+        channels.channel as preferred_channel,
+        coalesce(session_totals.sessions, 0) as sessions,
+        coalesce(session_totals.converted_sessions, 0) as converted_sessions,
+        coalesce(session_totals.abandoned_carts, 0) as abandoned_carts,
+        coalesce(activity.product_views, 0) as product_views,
+        coalesce(activity.email_opens, 0) as email_opens,
+        coalesce(activity.email_clicks, 0) as email_clicks,
+        case when activity.email_opens > 0 then activity.email_clicks::double precision / activity.email_opens end
+            as email_click_rate,
+        activity.last_email_engaged_at,
+        '{{ run_started_at }}'::timestamptz as _updated_at
+    from customers
+    left join activity on customers.customer_id = activity.customer_id
+    left join order_totals on customers.customer_id = order_totals.customer_id
+    left join session_totals on customers.customer_id = session_totals.customer_id
+    left join category_views
+        on customers.customer_id = category_views.customer_id and category_views.category_rank = 1
+    left join channels on customers.customer_id = channels.customer_id and channels.channel_rank = 1
+
+)
+
+select * from final
