@@ -10,9 +10,12 @@ Formats, chosen by file name (a `.gz` suffix is read through gzip):
   look like JSON numbers or `true` / `false` become numbers and booleans; empty cells are absent;
   `type` defaults to `track` when the row names an `event`.
 
-Every event is validated against the one contract (`pulse.events.contract.Event`). Good events stream
-with COPY into `raw.events` while later lines are still being parsed (`pulse.events.load`); replays add
-nothing. Lines that fail validation go to `raw.events_rejected` with the payload, the reason, the file
+Every event is validated against the one contract (`pulse.events.contract.Event`); well-formed events
+without PII take its fast path (`pulse.events.fast`, the same rows without building a pydantic model).
+Good events stream with COPY into `raw.events` while later lines are still being parsed
+(`pulse.events.load`); JSONL files of `PARALLEL_MIN_BYTES` or more are parsed by a separate parser
+process (`pulse.events.parse_worker`) into ready COPY text, so parsing overlaps with PostgreSQL storing
+the rows (on 2 cores: one for each). Replays add nothing. Lines that fail validation go to `raw.events_rejected` with the payload, the reason, the file
 and the line (or position in the batch). Everything for a file commits together: a crash mid-load leaves
 no half batch.
 """
