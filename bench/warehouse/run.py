@@ -89,6 +89,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--threads", type=int, help="dbt threads for both builds (default: profiles.yml)")
     args = parser.parse_args()
 
     server = os.environ.get("PULSE_DATABASE_URL") or embedded.start(PROJECT_ROOT / ".pulse")
@@ -123,7 +124,8 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("vacuum analyze raw.events")
         print(f"loaded {n_base:,} events; building from scratch ...", flush=True)
-        full, full_models, full_tests = timed_build(settings, "--full-refresh")
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        full, full_models, full_tests = timed_build(settings, "--full-refresh", *threads)
         print(
             f"  full build        {full:7.1f} s  (models {full_models:6.1f} s, tests {full_tests:6.1f} s)",
             flush=True,
@@ -135,7 +137,7 @@ def main() -> None:
             f"loaded {n_increment:,} new events ({share:.1%} of the base); building incrementally ...",
             flush=True,
         )
-        inc, inc_models, inc_tests = timed_build(settings)
+        inc, inc_models, inc_tests = timed_build(settings, *threads)
         print(f"  incremental build {inc:7.1f} s  (models {inc_models:6.1f} s, tests {inc_tests:6.1f} s)")
 
         with psycopg.connect(url) as conn:
