@@ -1,3 +1,29 @@
+{#- The aggregates, shared by the full build (grouped) and the incremental one (per customer). -#}
+{%- set activity_columns -%}
+    min(event_at) as first_seen_at,
+    max(event_at) as last_seen_at,
+    count(*) filter (where event_name = 'product_viewed') as product_views,
+    count(*) filter (where event_name = 'email_opened') as email_opens,
+    count(*) filter (where event_name = 'email_clicked') as email_clicks,
+    max(event_at) filter (where event_name in ('email_opened', 'email_clicked')) as last_email_engaged_at,
+    -- The most viewed category; mode() takes the first in sort order among ties (alphabetical).
+    mode() within group (order by product_category) filter (
+        where event_name = 'product_viewed' and product_category is not null
+    ) as preferred_category
+{%- endset -%}
+{%- set session_columns -%}
+    count(*) as sessions,
+    count(*) filter (where is_converted) as converted_sessions,
+    count(*) filter (where has_abandoned_cart) as abandoned_carts,
+    -- `source / medium` of most sessions (ties: alphabetical, as above).
+    mode() within group (order by source || ' / ' || medium) as preferred_channel
+{%- endset -%}
+{%- set order_columns -%}
+    min(ordered_at) as first_order_at,
+    max(ordered_at) as last_order_at,
+    count(*) as order_count,
+    sum(revenue) as revenue
+{%- endset -%}
 {{
     config(
         materialized='incremental',
@@ -48,8 +74,8 @@ orders as (
 
 {% if is_incremental() %}
 
--- Each import is read again below instead of shared: PostgreSQL inlines a CTE used once, so every read
--- reaches the indexes (`_updated_at`, visitor and time, order id, customer and day).
+-- The tables are read again below instead of through the import CTEs, so every read reaches their
+-- indexes (`_updated_at`, visitor and time, order id, customer and day).
 changed_events as (
 
     select
@@ -130,54 +156,66 @@ affected as (
 
 {% endif %}
 
+{% if is_incremental() %}
+
+-- Per affected customer, through the customer indexes (a lateral lookup each: the planner cannot know
+-- how few customers a run touches, and would otherwise scan every event and session). The import CTEs
+-- are used once each, so PostgreSQL inlines them and the lookups reach the tables' indexes.
 activity as (
 
     select
+        affected.customer_id,
+        customer_events.*
+    from affected
+    cross join lateral (
+        select {{ activity_columns }}
+        from events
+        where events.customer_id = affected.customer_id
+    ) as customer_events
+
+),
+
+session_totals as (
+
+    select
+        affected.customer_id,
+        customer_sessions.*
+    from affected
+    cross join lateral (
+        select {{ session_columns }}
+        from sessions
+        where sessions.customer_id = affected.customer_id
+    ) as customer_sessions
+
+),
+
+order_totals as (
+
+    select
         customer_id,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        count(*) filter (where event_name = 'product_viewed') as product_views,
-        count(*) filter (where event_name = 'email_opened') as email_opens,
-        count(*) filter (where event_name = 'email_clicked') as email_clicks,
-        max(event_at) filter (where event_name in ('email_opened', 'email_clicked')) as last_email_engaged_at
-    from events
-    {% if is_incremental() -%}
-        where customer_id in (select affected.customer_id from affected)
-    {%- endif %}
+        {{ order_columns }}
+    from orders
+    where customer_id in (select affected.customer_id from affected)
     group by customer_id
 
 ),
 
-category_views as (
+customers as (
 
-    select
-        customer_id,
-        product_category,
-        row_number() over (
-            partition by customer_id order by count(*) desc, product_category
-        ) as category_rank
-    from events
-    where event_name = 'product_viewed' and product_category is not null
-        {% if is_incremental() -%}
-            and customer_id in (select affected.customer_id from affected)
-        {%- endif %}
-    group by customer_id, product_category
+    -- Affected customers without events keep a (tombstone) row, which removes their stored row.
+    select customer_id from affected
 
 ),
 
-channels as (
+{% else %}
+
+activity as (
 
     select
         customer_id,
-        source || ' / ' || medium as channel,
-        row_number() over (
-            partition by customer_id order by count(*) desc, source || ' / ' || medium
-        ) as channel_rank
-    from sessions
-    {% if is_incremental() -%}
-        where customer_id in (select affected.customer_id from affected)
-    {%- endif %}
-    group by customer_id, source, medium
+        {{ activity_columns }}
+    from events
+    group by customer_id
 
 ),
 
@@ -185,13 +223,8 @@ session_totals as (
 
     select
         customer_id,
-        count(*) as sessions,
-        count(*) filter (where is_converted) as converted_sessions,
-        count(*) filter (where has_abandoned_cart) as abandoned_carts
+        {{ session_columns }}
     from sessions
-    {% if is_incremental() -%}
-        where customer_id in (select affected.customer_id from affected)
-    {%- endif %}
     group by customer_id
 
 ),
@@ -200,28 +233,19 @@ order_totals as (
 
     select
         customer_id,
-        min(ordered_at) as first_order_at,
-        max(ordered_at) as last_order_at,
-        count(*) as order_count,
-        sum(revenue) as revenue
+        {{ order_columns }}
     from orders
-    {% if is_incremental() -%}
-        where customer_id in (select affected.customer_id from affected)
-    {%- endif %}
     group by customer_id
 
 ),
 
 customers as (
 
-    {% if is_incremental() -%}
-        -- Affected customers without events keep a (tombstone) row, which removes their stored row.
-        select customer_id from affected
-    {%- else -%}
-        select customer_id from activity
-    {%- endif %}
+    select customer_id from activity
 
 ),
+
+{% endif %}
 
 final as (
 
@@ -236,8 +260,8 @@ final as (
         case
             when order_totals.order_count > 0 then (order_totals.revenue / order_totals.order_count)::double precision
         end as avg_order_value,
-        category_views.product_category as preferred_category,
-        channels.channel as preferred_channel,
+        activity.preferred_category,
+        session_totals.preferred_channel,
         coalesce(session_totals.sessions, 0) as sessions,
         coalesce(session_totals.converted_sessions, 0) as converted_sessions,
         coalesce(session_totals.abandoned_carts, 0) as abandoned_carts,
@@ -252,9 +276,6 @@ final as (
     left join activity on customers.customer_id = activity.customer_id
     left join order_totals on customers.customer_id = order_totals.customer_id
     left join session_totals on customers.customer_id = session_totals.customer_id
-    left join category_views
-        on customers.customer_id = category_views.customer_id and category_views.category_rank = 1
-    left join channels on customers.customer_id = channels.customer_id and channels.channel_rank = 1
 
 )
 
