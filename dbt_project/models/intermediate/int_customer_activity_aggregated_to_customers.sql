@@ -30,7 +30,7 @@
         incremental_strategy='delete+insert',
         unique_key='customer_id',
         on_schema_change='fail',
-        post_hook=['delete from {{ this }} where first_seen_at is null', 'analyze {{ this }}'],
+        post_hook=['delete from {{ this }} where first_seen_at is null', '{{ analyze_if_new_or_grown(this) }}'],
         indexes=[
             {'columns': ['customer_id'], 'unique': True},
             {'columns': ['_updated_at']},

@@ -25,7 +25,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'activity_date', 'identified_date'],
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='fail',
         indexes=[
             {'columns': ['customer_id', 'activity_date', 'identified_date'], 'unique': True},

@@ -11,7 +11,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='event_id',
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['event_id'], 'unique': True},

@@ -29,7 +29,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'snapshot_date'],
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['customer_id', 'snapshot_date'], 'unique': True},

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='event_id',
         on_schema_change='append_new_columns',
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_new_or_grown(this) }}',
         indexes=[{'columns': ['event_id'], 'unique': True}, {'columns': ['loaded_at']}],
     )
 }}
