@@ -289,9 +289,9 @@ rfm_days as (
     -- Snapshot days where a recomputed row's RFM inputs differ from what is stored (or are new).
     select distinct recomputed.snapshot_date
     from recomputed
-    left join {{ this }} as stored_rows
-        on recomputed.customer_id = stored_rows.customer_id
-        and recomputed.snapshot_date = stored_rows.snapshot_date
+    left join lateral (
+        {{ stored_snapshot_row(this, 'recomputed', 'customer_id, orders_total, revenue_total, last_order_on') }}
+    ) as stored_rows on true
     where stored_rows.customer_id is null
         or stored_rows.orders_total is distinct from recomputed.orders_total
         or stored_rows.revenue_total is distinct from recomputed.revenue_total
@@ -316,9 +316,20 @@ rfm_population as (
         stored_rows.orders_total,
         stored_rows.revenue_total,
         stored_rows.last_order_on
-    from {{ this }} as stored_rows
-    where stored_rows.snapshot_date in (select rfm_days.snapshot_date from rfm_days)
-        and not exists (
+    from rfm_days
+    cross join lateral (
+        -- One snapshot day through the snapshot_date index (`offset 0`: not flattened into a scan).
+        select
+            stored_day.customer_id,
+            stored_day.snapshot_date,
+            stored_day.orders_total,
+            stored_day.revenue_total,
+            stored_day.last_order_on
+        from {{ this }} as stored_day
+        where stored_day.snapshot_date = rfm_days.snapshot_date
+        offset 0  -- noqa: AM09
+    ) as stored_rows
+    where not exists (
             select 1 from recomputed
             where recomputed.customer_id = stored_rows.customer_id
                 and recomputed.snapshot_date = stored_rows.snapshot_date
@@ -369,9 +380,9 @@ scored as (
         on recomputed.customer_id = rfm.customer_id
         and recomputed.snapshot_date = rfm.snapshot_date
     {%- if is_incremental() %}
-    left join {{ this }} as stored_rows
-        on recomputed.customer_id = stored_rows.customer_id
-        and recomputed.snapshot_date = stored_rows.snapshot_date
+    left join lateral (
+        {{ stored_snapshot_row(this, 'recomputed', rfm_columns | join(', ')) }}
+    ) as stored_rows on true
     {%- endif %}
 
 ),
@@ -401,14 +412,14 @@ rescored as (
         {%- endfor %}
         stored_rows.top_category_90d,
         stored_rows.top_category_share_90d
-    from {{ this }} as stored_rows
-    inner join rfm
-        on stored_rows.customer_id = rfm.customer_id
-        and stored_rows.snapshot_date = rfm.snapshot_date
+    from rfm
+    cross join lateral (
+        {{ stored_snapshot_row(this, 'rfm', '*') }}
+    ) as stored_rows
     where not exists (
             select 1 from recomputed
-            where recomputed.customer_id = stored_rows.customer_id
-                and recomputed.snapshot_date = stored_rows.snapshot_date
+            where recomputed.customer_id = rfm.customer_id
+                and recomputed.snapshot_date = rfm.snapshot_date
         )
         and (
             {%- for name in rfm_columns %}
