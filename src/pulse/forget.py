@@ -31,7 +31,7 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -95,8 +95,13 @@ class Identities:
 # Resolving a request to identifiers
 # --------------------------------------------------------------------------------------------------
 
-_EMAIL_HASH_SQL = """(traits ->> 'email_sha256' = any(:h) or context -> 'traits' ->> 'email_sha256' = any(:h)
-    or properties ->> 'email_sha256' = any(:h))"""
+
+def _carries_email_hash(param: str) -> str:
+    """SQL: a `raw.events` row whose traits or properties hold one of the email hashes in `:param`."""
+    return (
+        f"(traits ->> 'email_sha256' = any(:{param}) or context -> 'traits' ->> 'email_sha256' = any(:{param}) "
+        f"or properties ->> 'email_sha256' = any(:{param}))"
+    )
 
 
 def _exists(conn, table: str) -> bool:
@@ -119,7 +124,7 @@ def resolve(
             found = conn.execute(
                 sa.text(
                     "select distinct user_id from raw.events where user_id is not null "
-                    f"and ({_EMAIL_HASH_SQL} or user_id = 'sha256:' || :one)"
+                    f"and ({_carries_email_hash('h')} or user_id = 'sha256:' || :one)"
                 ),
                 {"h": [hashed], "one": hashed},
             ).scalars()
@@ -252,7 +257,7 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
                 sa.text(
                     "delete from raw.events where user_id = any(:customers) or previous_id = any(:customers) "
                     "or (user_id is null and anonymous_id = any(:anonymous)) "
-                    f"or {_EMAIL_HASH_SQL.replace(':h', ':emails')} returning event_id"
+                    f"or {_carries_email_hash('emails')} returning event_id"
                 ),
                 params,
             )
@@ -416,35 +421,43 @@ def _event_files(settings: Settings) -> list[Path]:
     )
 
 
-def _scrub_export(path: Path, identities: Identities) -> int:
+def _kept_export_rows(path: Path, identities: Identities) -> tuple[str, int]:
+    """An export's text without the person's rows, and how many of theirs there were: a row is theirs
+    when its `customer_id` or `email_sha256` is one of their values."""
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:
-        return 0
+        return "", 0
     header, body = rows[0], rows[1:]
     columns = [i for i, name in enumerate(header) if name in ("customer_id", "email_sha256")]
     values = set(identities.values)
     kept = [row for row in body if not any(i < len(row) and row[i] in values for i in columns)]
-    if len(kept) < len(body):
-        out = io.StringIO()
-        csv.writer(out).writerows([header, *kept])
-        _rewrite(path, out.getvalue())
-    return len(body) - len(kept)
+    out = io.StringIO()
+    csv.writer(out).writerows([header, *kept])
+    return out.getvalue(), len(body) - len(kept)
+
+
+def _files_naming(identities: Identities, settings: Settings) -> Iterator[tuple[Path, str, int]]:
+    """(file, its text without the person, how many of their rows or records) for every export and
+    landed event file that holds any: what `forget_files` rewrites and `verify` must not find."""
+    for path in _export_files(settings):
+        text, count = _kept_export_rows(path, identities)
+        if count:
+            yield path, text, count
+    ids = set(identities.all_ids)
+    for path in _event_files(settings) if ids else []:
+        text, count = _kept_event_records(path, ids)
+        if count:
+            yield path, text, count
 
 
 def forget_files(identities: Identities, settings: Settings | None = None) -> dict[str, int]:
     """Remove the person's rows from audience exports and their records from landed event files."""
     settings = settings or get_settings()
     removed: dict[str, int] = {}
-    for path in _export_files(settings):
-        if count := _scrub_export(path, identities):
-            removed[str(path)] = count
-    ids = set(identities.all_ids)
-    for path in _event_files(settings) if ids else []:
-        text, count = _kept_event_records(path, ids)
-        if count:
-            _rewrite(path, text)
-            removed[str(path)] = count
+    for path, text, count in list(_files_naming(identities, settings)):
+        _rewrite(path, text)
+        removed[str(path)] = count
     return removed
 
 
@@ -506,22 +519,6 @@ def _remaining_online(store, identities: Identities) -> dict[str, int]:
     return found
 
 
-def _remaining_in_files(identities: Identities, settings: Settings) -> dict[str, int]:
-    found: dict[str, int] = {}
-    values = set(identities.values)
-    for path in _export_files(settings):
-        with path.open(newline="") as handle:
-            count = sum(1 for row in csv.reader(handle) if values.intersection(row))
-        if count:
-            found[str(path)] = count
-    ids = set(identities.all_ids)
-    for path in _event_files(settings) if ids else []:
-        _, count = _kept_event_records(path, ids)
-        if count:
-            found[str(path)] = count
-    return found
-
-
 def remaining(identities: Identities, settings: Settings | None = None) -> dict[str, int]:
     """Where anything of the person is still found: warehouse columns, online views, files (empty: none)."""
     from pulse.features.store import feature_store
@@ -532,7 +529,7 @@ def remaining(identities: Identities, settings: Settings | None = None) -> dict[
     with engine(settings).connect() as conn:
         found = _remaining_in_warehouse(conn, identities, online_tables)
     found.update(_remaining_online(store, identities))
-    found.update(_remaining_in_files(identities, settings))
+    found.update({str(path): count for path, _, count in _files_naming(identities, settings)})
     return found
 
 
