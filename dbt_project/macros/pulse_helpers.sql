@@ -95,19 +95,26 @@
 {%- endmacro %}
 
 {#-
-    Post-hook of the incremental models: `analyze` the table when it is new (never analyzed: a full
-    build, or the first one) or has grown by more than `threshold` since its statistics were taken
-    (the file's size against `relpages` of the last analyze, which counts this run's uncommitted rows
-    too); otherwise nothing. A daily increment of about 1% leaves the statistics good enough (the
-    `_updated_at` / `loaded_at` watermarks beyond the histogram are read from the indexes), and analyzing
-    a million-row table costs about a second per model on the incremental build's critical path.
-    PostgreSQL's autovacuum analyzes on the same 10% rule between runs.
+    Post-hook of the marts and the incremental models: `analyze` the table when it has no statistics
+    (a new table: every build of a `table` model, a full build of an incremental one) or has grown by
+    more than `threshold` since its statistics were taken (the file's size against `relpages` of the
+    last analyze, which counts this run's uncommitted rows too); otherwise nothing. A daily increment of
+    about 1% leaves the statistics good enough (the `_updated_at` / `loaded_at` watermarks beyond the
+    histogram are read from the indexes), and analyzing a million-row table costs about a second per
+    model on the incremental build's critical path. PostgreSQL's autovacuum analyzes on the same 10%
+    rule between runs. "No statistics" is read from pg_stats, not `reltuples`: CREATE INDEX (which dbt
+    runs before the post-hooks) sets `reltuples` without collecting any statistics, and a table the
+    planner knows nothing about gets default estimates (a third of the table for `_updated_at > x`),
+    which turn the incremental runs' index lookups into scans of whole tables.
 -#}
 {% macro analyze_if_new_or_grown(relation, threshold=0.1) -%}
     {%- if execute -%}
         {%- set check -%}
             select
-                c.reltuples < 0
+                not exists (
+                    select 1 from pg_stats
+                    where schemaname = '{{ relation.schema }}' and tablename = '{{ relation.identifier }}'
+                )
                 or pg_relation_size(c.oid) > (1 + {{ threshold }}) * c.relpages::bigint
                 * current_setting('block_size')::bigint
             from pg_class as c

@@ -1,3 +1,4 @@
+{{ config(indexes=[{'columns': ['customer_id'], 'unique': True}]) }}
 -- One row per customer: lifetime activity, orders, preferences, email engagement and RFM, as of the end
 -- of the data (`as_of`: midnight after the last day with events, the same time as the latest
 -- customer_features snapshot; never now(), so a rebuild gives the same answer).

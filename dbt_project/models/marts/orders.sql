@@ -1,3 +1,4 @@
+{{ config(indexes=[{'columns': ['order_id'], 'unique': True}, {'columns': ['customer_id']}]) }}
 -- One row per order, attributed to its (stitched) customer. A resent `Order Completed` (same order id)
 -- counts once: the first one.
 with

@@ -5,7 +5,6 @@
         unique_key='session_id',
         replace_key='visitor_key',
         replace_from_column='started_at',
-        post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='fail',
         indexes=[
             {'columns': ['session_id'], 'unique': True},
