@@ -30,6 +30,7 @@
         indexes=[
             {'columns': ['customer_id', 'activity_date', 'identified_date'], 'unique': True},
             {'columns': ['activity_date']},
+            {'columns': ['identified_date']},
             {'columns': ['_updated_at']},
         ],
     )
@@ -58,8 +59,12 @@ sessions as (
 
 {% if is_incremental() %}
 
--- The import CTEs are read again below, not shared: PostgreSQL inlines a CTE used once, so each read
--- reaches the tables' indexes (`_updated_at`, visitor, customer and day) instead of scanning them.
+-- Each import CTE is read once (by the cell lookups below, or by the full build's aggregation) and the
+-- tables are read again directly for the changed rows, not shared: PostgreSQL inlines a CTE used once,
+-- so each read reaches the tables' indexes (`_updated_at`, visitor, customer and day). The per-key
+-- reads are lateral lookups (`offset 0` keeps PostgreSQL from flattening them into joins that it may
+-- plan as scans of the whole tables when its estimates are off): the work is proportional to the cells
+-- that changed, whatever the statistics say.
 changed_events as (
 
     select
@@ -87,14 +92,21 @@ resessioned_events as (
     -- The events of every visitor whose sessions were rebuilt, from where the rebuild started: the
     -- replaced sessions were made of these events, so their customers and days are among these.
     select
-        stitched.visitor_key,
-        stitched.customer_id,
-        stitched.replaced_customer_id,
-        stitched.event_date
-    from {{ ref('int_events_stitched_to_customers') }} as stitched
-    inner join resessioned_visitors
-        on stitched.visitor_key = resessioned_visitors.visitor_key
-        and stitched.event_at >= resessioned_visitors.replace_from
+        resessioned_visitors.visitor_key,
+        visitor_events.customer_id,
+        visitor_events.replaced_customer_id,
+        visitor_events.event_date
+    from resessioned_visitors
+    cross join lateral (
+        select
+            stitched.customer_id,
+            stitched.replaced_customer_id,
+            stitched.event_date
+        from {{ ref('int_events_stitched_to_customers') }} as stitched
+        where stitched.visitor_key = resessioned_visitors.visitor_key
+            and stitched.event_at >= resessioned_visitors.replace_from
+        offset 0  -- noqa: AM09
+    ) as visitor_events
 
 ),
 
@@ -148,6 +160,34 @@ affected_cells as (
 
 ),
 
+cell_events as (
+
+    -- The events of the affected cells (the stitched table's customer and day index).
+    select day_events.*
+    from affected_cells
+    cross join lateral (
+        select * from events as stitched
+        where stitched.customer_id = affected_cells.customer_id
+            and stitched.event_date = affected_cells.activity_date
+        offset 0  -- noqa: AM09
+    ) as day_events
+
+),
+
+cell_sessions as (
+
+    -- The sessions that started in the affected cells (the sessions' customer and day index).
+    select day_sessions.*
+    from affected_cells
+    cross join lateral (
+        select * from sessions as started
+        where started.customer_id = affected_cells.customer_id
+            and started.started_date = affected_cells.activity_date
+        offset 0  -- noqa: AM09
+    ) as day_sessions
+
+),
+
 {% endif %}
 
 event_counts as (
@@ -160,16 +200,8 @@ event_counts as (
         {{ expression }} as {{ name }},
         {%- endfor %}
         coalesce(sum(order_revenue) filter (where event_name = 'order_completed'), 0) as revenue
-    from events
+    from {% if is_incremental() %}cell_events{% else %}events{% endif %}
     where customer_id is not null
-        {% if is_incremental() -%}
-            and (customer_id, event_date) in (
-                select
-                    affected_cells.customer_id,
-                    affected_cells.activity_date
-                from affected_cells
-            )
-        {%- endif %}
     group by customer_id, event_date, identified_date
 
 ),
@@ -182,16 +214,8 @@ session_counts as (
         identified_date,
         count(*) as sessions,
         count(*) filter (where has_abandoned_cart) as abandoned_carts
-    from sessions
+    from {% if is_incremental() %}cell_sessions{% else %}sessions{% endif %}
     where customer_id is not null
-        {% if is_incremental() -%}
-            and (customer_id, started_date) in (
-                select
-                    affected_cells.customer_id,
-                    affected_cells.activity_date
-                from affected_cells
-            )
-        {%- endif %}
     group by customer_id, started_date, identified_date
 
 ),
@@ -220,13 +244,14 @@ recomputed as (
 
 stored_rows as (
 
-    select * from {{ this }}
-    where (customer_id, activity_date) in (
-            select
-                affected_cells.customer_id,
-                affected_cells.activity_date
-            from affected_cells
-        )
+    select stored_cells.*
+    from affected_cells
+    cross join lateral (
+        select * from {{ this }} as stored_cell
+        where stored_cell.customer_id = affected_cells.customer_id
+            and stored_cell.activity_date = affected_cells.activity_date
+        offset 0  -- noqa: AM09
+    ) as stored_cells
 
 ),
 

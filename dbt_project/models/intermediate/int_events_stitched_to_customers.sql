@@ -112,15 +112,26 @@ merged_ids as (
 relinked_rows as (
 
     -- Stored events whose attribution may change: anonymous browsing on a relinked device, and the
-    -- events of merged ids (both through indexes).
+    -- events of merged ids. Every read of the stored table in the incremental path is a lateral lookup
+    -- through an index (`offset 0` keeps PostgreSQL from flattening it into a join it may plan as a scan
+    -- of the whole table when its estimates are off): the work is proportional to the new events.
     select stored_rows.event_id
-    from {{ this }} as stored_rows
-    inner join relinked_devices on stored_rows.anonymous_id = relinked_devices.device_id
-    where stored_rows.user_id is null
+    from relinked_devices
+    cross join lateral (
+        select device_rows.event_id
+        from {{ this }} as device_rows
+        where device_rows.anonymous_id = relinked_devices.device_id and device_rows.user_id is null
+        offset 0  -- noqa: AM09
+    ) as stored_rows
     union
     select stored_rows.event_id
-    from {{ this }} as stored_rows
-    inner join merged_ids on stored_rows.customer_id = merged_ids.merged_id
+    from merged_ids
+    cross join lateral (
+        select merged_rows.event_id
+        from {{ this }} as merged_rows
+        where merged_rows.customer_id = merged_ids.merged_id
+        offset 0  -- noqa: AM09
+    ) as stored_rows
 
 ),
 
@@ -139,7 +150,11 @@ candidates as (
         stored_rows.{{ column }}{{ "," if not loop.last }}
         {%- endfor %}
     from relinked_rows
-    inner join {{ this }} as stored_rows on relinked_rows.event_id = stored_rows.event_id
+    cross join lateral (
+        select * from {{ this }} as relinked_row
+        where relinked_row.event_id = relinked_rows.event_id
+        offset 0  -- noqa: AM09
+    ) as stored_rows
     where relinked_rows.event_id not in (select new_events.event_id from new_events)
 
 ),
@@ -244,7 +259,15 @@ final as (
         '{{ run_started_at }}'::timestamptz as _updated_at
     from stitched
     {% if is_incremental() %}
-        left join {{ this }} as stored_rows on stitched.event_id = stored_rows.event_id
+        left join lateral (
+            select
+                stored_row.event_id,
+                stored_row.customer_id,
+                stored_row.identified_at
+            from {{ this }} as stored_row
+            where stored_row.event_id = stitched.event_id
+            offset 0  -- noqa: AM09
+        ) as stored_rows on true
         where stored_rows.event_id is null
             or stored_rows.customer_id is distinct from stitched.customer_id
             or stored_rows.identified_at is distinct from stitched.identified_at
