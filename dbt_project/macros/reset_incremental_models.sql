@@ -18,31 +18,47 @@
         {%- if stitched is not none and raw_events is not none -%}
             {%- set raw_columns = adapter.get_columns_in_relation(raw_events) | map(attribute='name') | list -%}
             {%- set check -%}
-                select
-                    (select count(*) from {{ stitched }}) > 0
-                    and (
+                with
+
+                stitched_events as (
+
+                    select count(*) as events, max(loaded_at) as newest_loaded_at from {{ stitched }}
+
+                ),
+
+                -- Materialized: found through the `loaded_at` index first. Inlined into the `exists`
+                -- below, the planner would scan all of raw.events, expecting an early match.
+                new_aliases as materialized (
+
+                    select
                         coalesce(
-                            (select min(loaded_at) from {{ raw_events }})
-                            > (select max(loaded_at) from {{ stitched }}),
-                            true
-                        )
-                        or (select count(*) from {{ raw_events }}) < (select count(*) from {{ stitched }})
+                            {% if 'previous_id' in raw_columns -%}
+                                nullif(trim(previous_id), ''),
+                            {% endif -%}
+                            nullif(trim(properties ->> 'previousId'), ''),
+                            nullif(trim(context ->> 'previousId'), '')
+                        ) as previous_id,
+                        nullif(trim(user_id), '') as user_id
+                    from {{ raw_events }}
+                    where loaded_at > {{ loaded_since(stitched) }}
+                        and lower(event_type) = 'alias'
+
+                )
+
+                select
+                    stitched_events.events > 0
+                    and (
+                        coalesce((select min(loaded_at) from {{ raw_events }}) > stitched_events.newest_loaded_at, true)
+                        or (select count(*) from {{ raw_events }}) < stitched_events.events
                         or exists (
                             select 1
-                            from {{ raw_events }} as new_alias
+                            from new_aliases
                             inner join {{ stitched }} as merged
-                                on merged.customer_id = coalesce(
-                                    {% if 'previous_id' in raw_columns -%}
-                                        nullif(trim(new_alias.previous_id), ''),
-                                    {% endif -%}
-                                    nullif(trim(new_alias.properties ->> 'previousId'), ''),
-                                    nullif(trim(new_alias.context ->> 'previousId'), '')
-                                )
-                                and merged.customer_id is distinct from nullif(trim(new_alias.user_id), '')
-                            where new_alias.loaded_at > {{ loaded_since(stitched) }}
-                                and lower(new_alias.event_type) = 'alias'
+                                on new_aliases.previous_id = merged.customer_id
+                                and merged.customer_id is distinct from new_aliases.user_id
                         )
                     )
+                from stitched_events
             {%- endset -%}
             {%- if run_query(check).columns[0].values()[0] -%}
                 {{ log("raw.events was replaced, lost rows or merged a customer: emptying the incremental models to rebuild them", info=True) }}

@@ -29,7 +29,6 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'snapshot_date'],
-        post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['customer_id', 'snapshot_date'], 'unique': True},
@@ -54,24 +53,11 @@
 -- day are recomputed too and written only if they change.
 with
 
-daily as (
-
-    select
-        *,
-        -- A day counts as active once, from the first of its cells that is known.
-        case
-            when events > 0 and row_number() over (
-                partition by customer_id, activity_date order by (events > 0) desc, identified_date
-            ) = 1 then 1 else 0
-        end as is_active_day,
-        greatest(activity_date, identified_date) + 1 as starts_on
-    from {{ ref('int_customer_activity_aggregated_to_days') }}
-
-),
-
 bounds as (
 
-    select max(identified_date) + 1 as last_snapshot_on from daily
+    -- The last snapshot day: the day after the newest day a cell became known (through the index).
+    select max(identified_date) + 1 as last_snapshot_on
+    from {{ ref('int_customer_activity_aggregated_to_days') }}
 
 ),
 
@@ -92,8 +78,8 @@ targets as (
     from (
         select
             customer_id,
-            starts_on as recompute_from
-        from daily
+            greatest(activity_date, identified_date) + 1 as recompute_from
+        from {{ ref('int_customer_activity_aggregated_to_days') }}
         where _updated_at > {{ updated_since(this) }}
         union all
         -- New days of data: every known customer gets the new snapshots.
@@ -106,6 +92,48 @@ targets as (
     group by customer_id
 
 ),
+
+recompute_window as (
+
+    select min(recompute_from) as first_day from targets
+
+),
+
+{% endif %}
+
+daily as (
+
+    select
+        *,
+        -- A day counts as active once, from the first of its cells that is known.
+        case
+            when events > 0 and row_number() over (
+                partition by customer_id, activity_date order by (events > 0) desc, identified_date
+            ) = 1 then 1 else 0
+        end as is_active_day,
+        greatest(activity_date, identified_date) + 1 as starts_on
+    from {{ ref('int_customer_activity_aggregated_to_days') }} as cell
+    {%- if is_incremental() %}
+    -- Only the cells that can change a snapshot from the first recomputed day on (see `cells`), as
+    -- whole (customer, day) groups for `is_active_day`: cells that start counting then (their activity
+    -- day, or the day they became known, is that late), or leave a window then.
+    where cell.activity_date >= (select recompute_window.first_day - 1 from recompute_window)
+        {%- for days in window_days %}
+        or cell.activity_date between (select recompute_window.first_day - {{ days + 1 }} from recompute_window)
+        and (select bounds.last_snapshot_on - {{ days + 1 }} from bounds)
+        {%- endfor %}
+        or (cell.customer_id, cell.activity_date) in (
+            select
+                known_late.customer_id,
+                known_late.activity_date
+            from {{ ref('int_customer_activity_aggregated_to_days') }} as known_late
+            where known_late.identified_date >= (select recompute_window.first_day - 1 from recompute_window)
+        )
+    {%- endif %}
+
+),
+
+{% if is_incremental() %}
 
 base as (
 
