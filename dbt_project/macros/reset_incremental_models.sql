@@ -67,6 +67,7 @@
                     ('intermediate', 'int_events_stitched_to_customers'),
                     ('intermediate', 'int_customer_activity_aggregated_to_days'),
                     ('intermediate', 'int_customer_activity_aggregated_to_customers'),
+                    ('intermediate', 'int_product_activity_aggregated_to_days'),
                     ('marts', 'sessions'),
                     ('marts', 'customer_features'),
                 ] -%}

@@ -49,6 +49,9 @@ DATA_SCHEMAS = ("raw", "staging", "intermediate", "marts", "features", "ml", "au
 CUSTOMER_COLUMNS = ("customer_id", "user_id", "previous_id", "previous_customer_id")
 ANONYMOUS_COLUMNS = ("anonymous_id",)
 EMAIL_COLUMNS = ("email_sha256",)
+# Incremental dbt models that add up everyone's events without naming anyone: they keep no row of the
+# person, but keep counting their events. Emptied when events are deleted; the next build recomputes them.
+EVENT_AGGREGATES = ("intermediate.int_product_activity_aggregated_to_days",)
 # Where an event record (a landed file's line, a Segment payload) names a person.
 RECORD_ID_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
 
@@ -243,7 +246,10 @@ def _row_filter(columns: dict[str, str]) -> str | None:
 
 
 def forget_warehouse(identities: Identities, settings: Settings | None = None) -> dict[str, int]:
-    """Delete the person's rows from every table in Pulse's schemas, in one transaction: table -> rows."""
+    """Delete the person's rows from every table in Pulse's schemas, in one transaction: table -> rows.
+
+    The event aggregates that name no one (`EVENT_AGGREGATES`) are emptied in the same transaction.
+    """
     settings = settings or get_settings()
     params = {
         "customers": identities.customer_ids,
@@ -269,7 +275,8 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             sa.text("delete from raw.events_rejected where payload like any(:patterns)"),
             {"patterns": _like_patterns(identities.values)},
         ).rowcount
-        for table, columns in _base_tables(conn, DATA_SCHEMAS).items():
+        tables = _base_tables(conn, DATA_SCHEMAS)
+        for table, columns in tables.items():
             where = _row_filter(columns)
             if table in deleted or where is None:
                 continue
@@ -278,6 +285,9 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             ).rowcount
             if count:
                 deleted[table] = count
+        for table in EVENT_AGGREGATES:  # not the person's rows: not counted as theirs
+            if events and table in tables:
+                conn.execute(sa.text(f"delete from {_quoted(table)}"))
     return deleted
 
 

@@ -2,19 +2,9 @@
 -- Products as seen in events: latest name, category and price, and how they were engaged with.
 with
 
-events as (
+product_days as (
 
-    select * from {{ ref('int_events_stitched_to_customers') }}
-    where event_name in ('product_viewed', 'product_added', 'product_removed') and product_id is not null
-
-),
-
-attribute_events as (
-
-    -- The same events, read a second time instead of shared: a CTE read twice is materialized (written
-    -- out whole), one read once is planned into its query.
-    select * from {{ ref('int_events_stitched_to_customers') }}
-    where event_name in ('product_viewed', 'product_added', 'product_removed') and product_id is not null
+    select * from {{ ref('int_product_activity_aggregated_to_days') }}
 
 ),
 
@@ -27,45 +17,22 @@ order_lines as (
 
 engagement as (
 
-    -- One hashed pass over the product events (no sort): counts, and when each attribute was last seen.
+    -- The product's days added up; its latest attributes are those of the day that saw each last.
     select
         product_id,
-        max(event_at) filter (where product_name is not null) as name_seen_at,
-        max(event_at) filter (where product_category is not null) as category_seen_at,
-        max(event_at) filter (where product_price is not null) as price_seen_at,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        count(*) filter (where event_name = 'product_viewed') as views,
-        count(*) filter (where event_name = 'product_added') as cart_adds,
-        count(*) filter (where event_name = 'product_removed') as cart_removes
-    from events
+        (array_agg(product_name order by name_seen_at desc) filter (where product_name is not null))[1]
+            as product_name,
+        (array_agg(product_category order by category_seen_at desc) filter (where product_category is not null))[1]
+            as product_category,
+        (array_agg(product_price order by price_seen_at desc) filter (where product_price is not null))[1]
+            as price,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        sum(views)::bigint as views,
+        sum(cart_adds)::bigint as cart_adds,
+        sum(cart_removes)::bigint as cart_removes
+    from product_days
     group by product_id
-
-),
-
-latest_attributes as (
-
-    -- Latest name, category and price: those of the newest event carrying each (ties: the smallest
-    -- event id), found by joining back on the times above.
-    select
-        engagement.product_id,
-        (array_agg(attribute_events.product_name order by attribute_events.event_id) filter (
-            where attribute_events.event_at = engagement.name_seen_at and attribute_events.product_name is not null
-        ))[1] as product_name,
-        (array_agg(attribute_events.product_category order by attribute_events.event_id) filter (
-            where attribute_events.event_at = engagement.category_seen_at
-            and attribute_events.product_category is not null
-        ))[1] as product_category,
-        (array_agg(attribute_events.product_price order by attribute_events.event_id) filter (
-            where attribute_events.event_at = engagement.price_seen_at and attribute_events.product_price is not null
-        ))[1] as price
-    from engagement
-    inner join attribute_events
-        on engagement.product_id = attribute_events.product_id
-        and attribute_events.event_at in (
-            engagement.name_seen_at, engagement.category_seen_at, engagement.price_seen_at
-        )
-    group by engagement.product_id
 
 ),
 
@@ -90,9 +57,9 @@ final as (
 
     select
         coalesce(engagement.product_id, sales.product_id) as product_id,
-        coalesce(latest_attributes.product_name, sales.product_name) as product_name,
-        coalesce(latest_attributes.product_category, sales.product_category, 'unknown') as product_category,
-        latest_attributes.price::double precision as price,
+        coalesce(engagement.product_name, sales.product_name) as product_name,
+        coalesce(engagement.product_category, sales.product_category, 'unknown') as product_category,
+        engagement.price::double precision as price,
         least(engagement.first_seen_at, sales.first_ordered_at) as first_seen_at,
         engagement.last_seen_at,
         coalesce(engagement.views, 0) as views,
@@ -106,7 +73,6 @@ final as (
                 then coalesce(sales.orders, 0)::double precision / engagement.views
         end as orders_per_view
     from engagement
-    left join latest_attributes on engagement.product_id = latest_attributes.product_id
     full outer join sales on engagement.product_id = sales.product_id
 
 )

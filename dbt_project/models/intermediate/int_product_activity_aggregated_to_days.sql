@@ -1,0 +1,154 @@
+{%- set is_product_event -%}
+    event_name in ('product_viewed', 'product_added', 'product_removed') and product_id is not null
+{%- endset -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['product_id', 'activity_date'],
+        post_hook='{{ analyze_if_new_or_grown(this) }}',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['product_id', 'activity_date'], 'unique': True},
+            {'columns': ['_updated_at']},
+        ],
+    )
+}}
+-- A product's engagement per UTC day: views, cart adds and removes, its first and last event, and the
+-- latest name, category and price seen that day with the time they were seen. `products` adds the days
+-- up, so a daily run reads one day of events instead of all of them.
+--
+-- Incremental: every day with a product event the stitching wrote since this model's last run is
+-- recomputed from that day's events (through the stitched table's day index). Re-stitching moves events
+-- between customers, never between products or days, so no other day can change. Events leave only when
+-- `pulse forget` deletes them, and it empties this table: the next run recomputes every day.
+with
+
+{% if is_incremental() %}
+
+changed_days as (
+
+    select distinct event_date
+    from {{ ref('int_events_stitched_to_customers') }}
+    where _updated_at > {{ updated_since(this) }} and {{ is_product_event }}
+
+),
+
+-- The product events of those days, through the stitched table's day index (`offset 0` keeps the
+-- lookup from being flattened into a join PostgreSQL may plan as a scan of the whole table).
+events as (
+
+    select day_events.*
+    from changed_days
+    cross join lateral (
+        select * from {{ ref('int_events_stitched_to_customers') }}
+        where event_date = changed_days.event_date and {{ is_product_event }}
+        offset 0  -- noqa: AM09
+    ) as day_events
+
+),
+
+attribute_events as (
+
+    -- The same events, read a second time instead of shared: a CTE read twice is materialized (written
+    -- out whole on a full build), one read once is planned into its query.
+    select day_events.*
+    from changed_days
+    cross join lateral (
+        select * from {{ ref('int_events_stitched_to_customers') }}
+        where event_date = changed_days.event_date and {{ is_product_event }}
+        offset 0  -- noqa: AM09
+    ) as day_events
+
+),
+
+{% else %}
+
+events as (
+
+    select * from {{ ref('int_events_stitched_to_customers') }}
+    where {{ is_product_event }}
+
+),
+
+attribute_events as (
+
+    select * from {{ ref('int_events_stitched_to_customers') }}
+    where {{ is_product_event }}
+
+),
+
+{% endif %}
+
+day_cells as (
+
+    -- One hashed pass (no sort): counts, and when each attribute was last seen that day.
+    select
+        product_id,
+        event_date as activity_date,
+        count(*) filter (where event_name = 'product_viewed') as views,
+        count(*) filter (where event_name = 'product_added') as cart_adds,
+        count(*) filter (where event_name = 'product_removed') as cart_removes,
+        min(event_at) as first_seen_at,
+        max(event_at) as last_seen_at,
+        max(event_at) filter (where product_name is not null) as name_seen_at,
+        max(event_at) filter (where product_category is not null) as category_seen_at,
+        max(event_at) filter (where product_price is not null) as price_seen_at
+    from events
+    group by product_id, event_date
+
+),
+
+latest_attributes as (
+
+    -- The name, category and price of the day's newest event carrying each (ties: the smallest event
+    -- id), found by joining back on the times above.
+    select
+        day_cells.product_id,
+        day_cells.activity_date,
+        (array_agg(attribute_events.product_name order by attribute_events.event_id) filter (
+            where attribute_events.event_at = day_cells.name_seen_at and attribute_events.product_name is not null
+        ))[1] as product_name,
+        (array_agg(attribute_events.product_category order by attribute_events.event_id) filter (
+            where attribute_events.event_at = day_cells.category_seen_at
+            and attribute_events.product_category is not null
+        ))[1] as product_category,
+        (array_agg(attribute_events.product_price order by attribute_events.event_id) filter (
+            where attribute_events.event_at = day_cells.price_seen_at and attribute_events.product_price is not null
+        ))[1] as product_price
+    from day_cells
+    inner join attribute_events
+        on day_cells.product_id = attribute_events.product_id
+        and day_cells.activity_date = attribute_events.event_date
+        and attribute_events.event_at in (
+            day_cells.name_seen_at, day_cells.category_seen_at, day_cells.price_seen_at
+        )
+    group by day_cells.product_id, day_cells.activity_date
+
+),
+
+final as (
+
+    select
+        day_cells.product_id,
+        day_cells.activity_date,
+        day_cells.views,
+        day_cells.cart_adds,
+        day_cells.cart_removes,
+        day_cells.first_seen_at,
+        day_cells.last_seen_at,
+        day_cells.name_seen_at,
+        latest_attributes.product_name,
+        day_cells.category_seen_at,
+        latest_attributes.product_category,
+        day_cells.price_seen_at,
+        latest_attributes.product_price,
+        '{{ run_started_at }}'::timestamptz as _updated_at
+    from day_cells
+    left join latest_attributes
+        on day_cells.product_id = latest_attributes.product_id
+        and day_cells.activity_date = latest_attributes.activity_date
+
+)
+
+select * from final
