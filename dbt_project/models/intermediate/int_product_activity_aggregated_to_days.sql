@@ -18,10 +18,12 @@
 -- latest name, category and price seen that day with the time they were seen. `products` adds the days
 -- up, so a daily run reads one day of events instead of all of them.
 --
--- Incremental: every day with a product event the stitching wrote since this model's last run is
--- recomputed from that day's events (through the stitched table's day index). Re-stitching moves events
--- between customers, never between products or days, so no other day can change. Events leave only when
--- `pulse forget` deletes them, and it empties this table: the next run recomputes every day.
+-- Incremental: every day with a product event loaded since this model's last run (minus the `lookback`
+-- var, as the stitching reads them) is recomputed from that day's events (through the stitched table's
+-- day index). Re-stitching moves events between customers, never between products or days, so it
+-- changes no cell (which is why this model follows `loaded_at`, not the stitching's `_updated_at`).
+-- Events leave only when `pulse forget` deletes them, and it empties this table: the next run
+-- recomputes every day.
 with
 
 {% if is_incremental() %}
@@ -30,7 +32,7 @@ changed_days as (
 
     select distinct event_date
     from {{ ref('int_events_stitched_to_customers') }}
-    where _updated_at > {{ updated_since(this) }} and {{ is_product_event }}
+    where loaded_at > {{ loaded_since(this) }} and {{ is_product_event }}
 
 ),
 
@@ -91,6 +93,7 @@ day_cells as (
         count(*) filter (where event_name = 'product_removed') as cart_removes,
         min(event_at) as first_seen_at,
         max(event_at) as last_seen_at,
+        max(loaded_at) as loaded_at,
         max(event_at) filter (where product_name is not null) as name_seen_at,
         max(event_at) filter (where product_category is not null) as category_seen_at,
         max(event_at) filter (where product_price is not null) as price_seen_at
@@ -137,6 +140,7 @@ final as (
         day_cells.cart_removes,
         day_cells.first_seen_at,
         day_cells.last_seen_at,
+        day_cells.loaded_at,
         day_cells.name_seen_at,
         latest_attributes.product_name,
         day_cells.category_seen_at,
