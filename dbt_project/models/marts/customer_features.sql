@@ -227,11 +227,14 @@ deltas as (
 
 daily_deltas as (
 
+    -- Counts are summed as integer, which PostgreSQL sums into a bigint; the sum of a bigint is numeric,
+    -- whose arbitrary-precision arithmetic made these sums and the running ones below several times
+    -- slower. Money stays numeric (exact).
     select
         customer_id,
         delta_on,
         {%- for name, _, _ in windowed %}
-        sum({{ name }}) as {{ name }},
+        sum({{ name }}{{ '' if name in money else '::integer' }}) as {{ name }},
         {%- endfor %}
         min(active_on) as first_active_on,
         max(active_on) as last_active_on,
@@ -260,7 +263,8 @@ running as (
         calendar.customer_id,
         calendar.snapshot_date,
         {%- for name, _, _ in windowed %}
-        calendar.base_{{ name }} + sum(coalesce(daily_deltas.{{ name }}, 0)) over customer_days
+        calendar.base_{{ name }}
+        + sum(coalesce(daily_deltas.{{ name }}, 0){{ '' if name in money else '::integer' }}) over customer_days
             as {{ name }},
         {%- endfor %}
         least(calendar.base_first_seen_on, min(daily_deltas.first_active_on) over customer_days)
