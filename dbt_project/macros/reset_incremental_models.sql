@@ -1,28 +1,40 @@
 {#-
     `on-run-start`: empty the incremental models when raw.events was replaced or lost rows since they
-    were built (`pulse demo` truncates and reloads it; `pulse forget` deletes events), so this run
+    were built (`pulse demo` truncates and reloads it; a retention job deletes old events), so this run
     rebuilds them from what raw.events holds now instead of keeping rows of events that are gone.
-    Replaced = every event in raw.events was loaded after the newest one the models have seen; lost rows
-    = raw.events holds fewer events than the stitched table. Both checks use indexes and one count.
+    Replaced = every event in raw.events was loaded after the newest one the models have seen (an index
+    lookup each side); lost rows = a deletion in `raw.events_deletions`, the log that triggers on
+    raw.events write (src/pulse/sql/schema.sql). `pulse forget` deletes the same events from the models
+    in its own transaction and does not log them, so the run after it stays incremental. The log is
+    emptied here up to what this check read: either the models are being rebuilt (a reset, a full
+    refresh, a first build) or it was empty. (Without the log, in a warehouse whose raw schema predates
+    it, lost rows = raw.events holding fewer events than the stitched table: two counts.)
     A new `alias` that merges a user id the models already hold as a customer (previousId = an old user
     id) also rebuilds them: that customer's rows must disappear from every mart, which the incremental
     paths (written for customers that gain or move events) do not do. Such merges are rare; an alias of
     an anonymous id (the usual case) is handled incrementally.
 -#}
 {% macro reset_incremental_models_if_raw_was_replaced() %}
-    {%- if execute and not flags.FULL_REFRESH -%}
+    {%- if execute -%}
         {%- set stitched = adapter.get_relation(
             database=target.database, schema='intermediate', identifier='int_events_stitched_to_customers'
         ) -%}
         {%- set raw_events = adapter.get_relation(database=target.database, schema='raw', identifier='events') -%}
-        {%- if stitched is not none and raw_events is not none -%}
+        {%- set deletions = adapter.get_relation(
+            database=target.database, schema='raw', identifier='events_deletions'
+        ) -%}
+        {%- set logged_until = none -%}
+        {%- if deletions is not none -%}
+            {%- set logged_until = run_query("select max(deleted_at) from " ~ deletions).columns[0].values()[0] -%}
+        {%- endif -%}
+        {%- if stitched is not none and raw_events is not none and not flags.FULL_REFRESH -%}
             {%- set raw_columns = adapter.get_columns_in_relation(raw_events) | map(attribute='name') | list -%}
             {%- set check -%}
                 with
 
                 stitched_events as (
 
-                    select count(*) as events, max(loaded_at) as newest_loaded_at from {{ stitched }}
+                    select max(loaded_at) as newest_loaded_at from {{ stitched }}
 
                 ),
 
@@ -46,10 +58,14 @@
                 )
 
                 select
-                    stitched_events.events > 0
+                    stitched_events.newest_loaded_at is not null
                     and (
                         coalesce((select min(loaded_at) from {{ raw_events }}) > stitched_events.newest_loaded_at, true)
-                        or (select count(*) from {{ raw_events }}) < stitched_events.events
+                        {% if deletions is not none -%}
+                            or {{ 'true' if logged_until is not none else 'false' }}
+                        {%- else -%}
+                            or (select count(*) from {{ raw_events }}) < (select count(*) from {{ stitched }})
+                        {%- endif %}
                         or exists (
                             select 1
                             from new_aliases
@@ -77,6 +93,9 @@
                     {%- endif -%}
                 {%- endfor -%}
             {%- endif -%}
+        {%- endif -%}
+        {%- if logged_until is not none -%}
+            {%- do run_query("delete from " ~ deletions ~ " where deleted_at <= '" ~ logged_until ~ "'::timestamptz") -%}
         {%- endif -%}
     {%- endif -%}
 {% endmacro %}

@@ -258,6 +258,8 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
     }
     deleted: dict[str, int] = {}
     with engine(settings).begin() as conn:
+        # The models lose the same events below: not a deletion the next dbt build must rebuild for.
+        conn.execute(sa.text("set local pulse.consistent_delete = 'on'"))
         events = (
             conn.execute(
                 sa.text(

@@ -271,3 +271,30 @@ def test_forgetting_a_customer_then_building_equals_full_rebuild(settings, tmp_p
 
     dbt_build(settings, full_refresh=True)
     assert mismatches(incremental, snapshot(settings, exclude=RFM_SCORES)) == {}
+
+
+def test_events_deleted_from_raw_make_the_next_build_rebuild(settings, tmp_path):
+    """A retention job deletes a day of old events straight from raw.events: the deletion is logged
+    (raw.events_deletions), the next build empties and rebuilds its incremental models, equals a full
+    rebuild, and consumes the log."""
+    load_simulation(settings, tmp_path, customers=40, days=15, seed=11)
+    dbt_build(settings, full_refresh=True)
+    with psycopg.connect(settings.database_url) as conn:
+        deleted = conn.execute(
+            "delete from raw.events where event_at < (select min(event_at) + interval '1 day' from raw.events)"
+        ).rowcount
+        assert deleted > 0
+        assert conn.execute("select sum(deleted) from raw.events_deletions").fetchone()[0] == deleted
+
+    dbt_build(settings)
+    incremental = snapshot(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        raw, stitched, logged = conn.execute(
+            "select (select count(*) from raw.events), "
+            "(select count(*) from intermediate.int_events_stitched_to_customers), "
+            "(select count(*) from raw.events_deletions)"
+        ).fetchone()
+    assert (raw, logged) == (stitched, 0)
+
+    dbt_build(settings, full_refresh=True)
+    assert mismatches(incremental, snapshot(settings)) == {}

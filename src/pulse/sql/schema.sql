@@ -25,6 +25,44 @@ alter table raw.events add column if not exists original_at timestamptz;  -- cli
 create index if not exists events_event_at_idx on raw.events (event_at);
 create index if not exists events_loaded_at_idx on raw.events (loaded_at);
 
+-- Deletions from raw.events (a retention job, a reload), logged by the triggers below so the next dbt
+-- build empties its incremental models and rebuilds them instead of keeping rows of events that are gone
+-- (dbt_project/macros/reset_incremental_models.sql reads the log and empties it). `pulse forget` deletes
+-- the same events from the models in its own transaction and says so (`pulse.consistent_delete`), so its
+-- deletions are not logged and the next build stays incremental.
+create table if not exists raw.events_deletions (
+    deleted_at timestamptz not null default clock_timestamp(),
+    operation  text not null,              -- 'delete' or 'truncate'
+    deleted    bigint                      -- rows, for a delete
+);
+do $$
+begin
+    if to_regproc('raw.log_events_deletion') is null then
+        create function raw.log_events_deletion() returns trigger language plpgsql as $body$
+        begin
+            if coalesce(current_setting('pulse.consistent_delete', true), '') <> 'on' then
+                if tg_op = 'TRUNCATE' then
+                    insert into raw.events_deletions (operation) values ('truncate');
+                else
+                    insert into raw.events_deletions (operation, deleted)
+                    select 'delete', count(*) from gone having count(*) > 0;
+                end if;
+            end if;
+            return null;
+        end
+        $body$;
+    end if;
+    if not exists (select 1 from pg_trigger where tgrelid = 'raw.events'::regclass and tgname = 'events_deleted') then
+        create trigger events_deleted after delete on raw.events referencing old table as gone
+            for each statement execute function raw.log_events_deletion();
+    end if;
+    if not exists (select 1 from pg_trigger where tgrelid = 'raw.events'::regclass and tgname = 'events_truncated') then
+        create trigger events_truncated after truncate on raw.events
+            for each statement execute function raw.log_events_deletion();
+    end if;
+end
+$$;
+
 -- Everything that failed validation, with why and where from. rejected_id hashes source + payload so a
 -- replayed file adds no duplicate rejects.
 create table if not exists raw.events_rejected (
