@@ -53,8 +53,15 @@ def project_dir(settings: Settings) -> Path:
     return settings.project_dir / "dbt_project"
 
 
+# Defaults the caller's environment may override. dbt's log file (`PULSE_HOME/dbt/logs/dbt.log`) at info:
+# node starts, ends and errors. At its own default, debug, dbt also writes every statement with its
+# timing, which costs about 0.35 s a build (4% of a daily incremental one); DBT_LOG_LEVEL_FILE=debug
+# brings it back.
+DEFAULT_ENV = {"DBT_LOG_LEVEL_FILE": "info"}
+
+
 def dbt_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **QUIET_ENV, **ConnParts.from_url(warehouse_url(settings)).env()}
+    return {**DEFAULT_ENV, **os.environ, **QUIET_ENV, **ConnParts.from_url(warehouse_url(settings)).env()}
 
 
 def run_dbt(
