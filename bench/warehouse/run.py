@@ -12,10 +12,11 @@ times a full `dbt build --full-refresh` of the warehouse models and their data t
 incrementally. Both are production builds, the same command apart from `--full-refresh`: dbt's unit tests
 are left out of both, as in `pulse build` and the transform DAG (they run in CI; see pulse.transform).
 Prints both times and their ratio (goal: incremental <= 0.1 x full), and the same split for model time
-only. The history's `loaded_at` is set to the morning after each event's
-day, as a daily pipeline would have loaded it; loaded in one go, every event would carry the same
-`loaded_at` and the `lookback` var (which re-reads the last hours of loads, to catch transactions that
-committed late) would re-read the whole history.
+only; then times a third build with nothing new loaded, which is what dbt costs on its own (start-up,
+parsing, every model and test node), the floor under any incremental build. The history's `loaded_at`
+is set to the morning after each event's day, as a daily pipeline would have loaded it; loaded in one
+go, every event would carry the same `loaded_at` and the `lookback` var (which re-reads the last hours
+of loads, to catch transactions that committed late) would re-read the whole history.
 
 Uses its own database on the server in PULSE_DATABASE_URL (or the embedded one) and drops it afterwards.
 """
@@ -143,6 +144,11 @@ def main() -> None:
         )
         inc, inc_models, inc_tests = timed_build(settings, *threads)
         print(f"  incremental build {inc:7.1f} s  (models {inc_models:6.1f} s, tests {inc_tests:6.1f} s)")
+        print(
+            "nothing new loaded; building again (dbt's fixed cost: start-up and every node) ...", flush=True
+        )
+        idle, _, _ = timed_build(settings, *threads)
+        print(f"  no-op build       {idle:7.1f} s")
 
         with psycopg.connect(url) as conn:
             snapshots = conn.execute("select count(*) from marts.customer_features").fetchone()[0]
@@ -154,6 +160,9 @@ def main() -> None:
         print(f"full build:        {full:.1f} s")
         print(f"incremental build: {inc:.1f} s")
         print(f"ratio (incremental / full): {inc / full:.3f}   goal <= 0.1")
+        print(
+            f"no-op build:       {idle:.1f} s (ratio {idle / full:.3f}: the floor of any incremental build)"
+        )
         print(
             f"models only:       full {full_models:.1f} s, incremental {inc_models:.1f} s, ratio {inc_models / full_models:.3f}"
         )
