@@ -6,9 +6,10 @@
     lookup each side); lost rows = a deletion in `raw.events_deletions`, the log that triggers on
     raw.events write (src/pulse/sql/schema.sql). `pulse forget` deletes the same events from the models
     in its own transaction and does not log them, so the run after it stays incremental. The log is
-    emptied here up to what this check read: either the models are being rebuilt (a reset, a full
-    refresh, a first build) or it was empty. (Without the log, in a warehouse whose raw schema predates
-    it, lost rows = raw.events holding fewer events than the stitched table: two counts.)
+    emptied, up to what this check read, when this run resets the models or builds them for the first
+    time; not on a `--full-refresh`, which may select only some models (the next plain run then resets
+    once more). (Without the log, in a warehouse whose raw schema predates it, lost rows = raw.events
+    holding fewer events than the stitched table: two counts.)
     A new `alias` that merges a user id the models already hold as a customer (previousId = an old user
     id) also rebuilds them: that customer's rows must disappear from every mart, which the incremental
     paths (written for customers that gain or move events) do not do. Such merges are rare; an alias of
@@ -27,6 +28,7 @@
         {%- if deletions is not none -%}
             {%- set logged_until = run_query("select max(deleted_at) from " ~ deletions).columns[0].values()[0] -%}
         {%- endif -%}
+        {%- set consumed = stitched is none -%}
         {%- if stitched is not none and raw_events is not none and not flags.FULL_REFRESH -%}
             {%- set raw_columns = adapter.get_columns_in_relation(raw_events) | map(attribute='name') | list -%}
             {%- set check -%}
@@ -92,9 +94,10 @@
                         {%- do run_query("truncate " ~ relation) -%}
                     {%- endif -%}
                 {%- endfor -%}
+                {%- set consumed = true -%}
             {%- endif -%}
         {%- endif -%}
-        {%- if logged_until is not none -%}
+        {%- if consumed and logged_until is not none -%}
             {%- do run_query("delete from " ~ deletions ~ " where deleted_at <= '" ~ logged_until ~ "'::timestamptz") -%}
         {%- endif -%}
     {%- endif -%}
