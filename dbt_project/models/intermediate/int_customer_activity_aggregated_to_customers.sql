@@ -88,26 +88,10 @@ changed_events as (
 
 ),
 
-resessioned_visitors as (
-
-    select
-        visitor_key,
-        min(_replace_from) as replace_from
-    from {{ ref('sessions') }}
-    where _updated_at > {{ updated_since(this) }}
-    group by visitor_key
-
-),
-
 resessioned_events as (
 
-    select
-        stitched.customer_id,
-        stitched.replaced_customer_id
-    from {{ ref('int_events_stitched_to_customers') }} as stitched
-    inner join resessioned_visitors
-        on stitched.visitor_key = resessioned_visitors.visitor_key
-        and stitched.event_at >= resessioned_visitors.replace_from
+    -- See macros/resessioned_events.sql.
+    {{ resessioned_events() }}
 
 ),
 

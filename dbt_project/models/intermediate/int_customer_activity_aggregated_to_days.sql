@@ -76,37 +76,10 @@ changed_events as (
 
 ),
 
-resessioned_visitors as (
-
-    select
-        visitor_key,
-        min(_replace_from) as replace_from
-    from {{ ref('sessions') }}
-    where _updated_at > {{ updated_since(this) }}
-    group by visitor_key
-
-),
-
 resessioned_events as (
 
-    -- The events of every visitor whose sessions were rebuilt, from where the rebuild started: the
-    -- replaced sessions were made of these events, so their customers and days are among these.
-    select
-        resessioned_visitors.visitor_key,
-        visitor_events.customer_id,
-        visitor_events.replaced_customer_id,
-        visitor_events.event_date
-    from resessioned_visitors
-    cross join lateral (
-        select
-            stitched.customer_id,
-            stitched.replaced_customer_id,
-            stitched.event_date
-        from {{ ref('int_events_stitched_to_customers') }} as stitched
-        where stitched.visitor_key = resessioned_visitors.visitor_key
-            and stitched.event_at >= resessioned_visitors.replace_from
-        offset 0  -- noqa: AM09
-    ) as visitor_events
+    -- See macros/resessioned_events.sql.
+    {{ resessioned_events() }}
 
 ),
 
