@@ -148,7 +148,7 @@ def test_airflow_ui_triggers_ingest_and_it_succeeds(settings, pulse_airflow, tmp
             ) as created:
                 dialog.get_by_role("button", name="Trigger").click()
             assert created.value.ok, (created.value.status, created.value.text())
-            expect(dialog).to_be_hidden()
+            expect(dialog).to_be_hidden(timeout=30_000)  # it animates shut; slow on a loaded machine
 
             manual_run = page.get_by_role("row").filter(has_text="Manual")
             deadline = time.monotonic() + 180
