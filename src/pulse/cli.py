@@ -210,11 +210,18 @@ def build() -> None:
     """Run `dbt build`: staging, marts and their tests."""
     from pulse import transform
 
-    with console.status("dbt build") as status:
+    with _progress() as progress:
+        task = progress.add_task("dbt build", total=None)
+
+        def show(step: transform.DbtProgress) -> None:
+            progress.update(task, completed=step.done, total=step.total, description=f"dbt: {step.node}")
+
         try:
-            results = transform.build(get_settings(), on_line=lambda line: _dbt_line(status, line))
+            results = transform.build(get_settings(), on_progress=show)
         except transform.DbtError as error:
+            progress.stop()
             _fail(str(error))
+        progress.update(task, description="dbt build")
     models = sum(r.unique_id.startswith("model.") for r in results)
     tests = sum(r.unique_id.startswith("test.") for r in results)
     console.print(f"[green]dbt build ok[/]: {models} models, {tests} tests")
@@ -475,12 +482,6 @@ def airflow(
         console.print("stopping Airflow")
     finally:
         running.stop()
-
-
-def _dbt_line(status, line: str) -> None:
-    text = line.split("  ", 1)[-1].strip()
-    if " START " in f" {text} " or text.startswith(("Finished", "Completed", "Done.")):
-        status.update(f"dbt build: {text[:100]}")
 
 
 def _progress(bytes_: bool = False) -> Progress:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class DbtNodeResult:
 
 
 def dbt_executable() -> str:
+    """The `dbt` command beside this Python (for the Airflow DAG's cosmos tasks and `dbt parse`)."""
     beside_python = Path(sys.executable).parent / "dbt"
     found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
     if not found:
@@ -64,17 +65,42 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     return {**DEFAULT_ENV, **os.environ, **QUIET_ENV, **ConnParts.from_url(warehouse_url(settings)).env()}
 
 
+@dataclass
+class DbtProgress:
+    """A node finished: `done` of `total` nodes, `node` its name, `status` dbt's (success, pass, ...)."""
+
+    done: int
+    total: int
+    node: str
+    status: str
+
+
+# dbt runs in this process (dbt's programmatic `dbtRunner`), one invocation at a time: a `dbt` process
+# costs about 2 s of start-up (importing dbt) before its first node, which a daily incremental build
+# would pay every run. Project files are re-read at each invocation (partial parsing, ~0.2 s), so an
+# edited model is always seen.
+_DBT_LOCK = threading.Lock()
+
+
 def run_dbt(
     args: list[str],
     settings: Settings | None = None,
-    on_line: Callable[[str], None] | None = None,
+    on_progress: Callable[[DbtProgress], None] | None = None,
 ) -> list[DbtNodeResult]:
-    """Run `dbt <args>` for the project; return per-node results, raise DbtError on any failure."""
+    """Run `dbt <args>` for the project; return per-node results, raise DbtError on any failure.
+
+    dbt's own console output is off (`--log-level none`): progress reaches `on_progress`, failures the
+    DbtError, and the full log `PULSE_HOME/dbt/logs/dbt.log`. `target/run_results.json` is written as
+    dbt would; the manifest is not (`--no-write-json`: about 0.3 s a build; `pulse.pipeline.dbt_manifest`
+    makes the one the Airflow DAG reads).
+    """
+    from dbt.artifacts.schemas.run import RunExecutionResult
+    from dbt.cli.main import dbtRunner
+
     settings = settings or get_settings()
     work = settings.home_dir / "dbt"
     target = work / "target"
     command = [
-        dbt_executable(),
         *args,
         "--project-dir",
         str(project_dir(settings)),
@@ -84,46 +110,75 @@ def run_dbt(
         str(target),
         "--log-path",
         str(work / "logs"),
+        "--log-level",
+        "none",
+        "--no-write-json",
     ]
-    (target / "run_results.json").unlink(missing_ok=True)  # never read a previous run's results
-    process = subprocess.Popen(
-        command, env=dbt_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    output: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        output.append(line)
-        if on_line:
-            on_line(line.rstrip("\n"))
-    returncode = process.wait()
-    results = _read_results(target / "run_results.json")
+    progress = _ProgressEvents(on_progress)
+    with _DBT_LOCK, _environment(dbt_env(settings)):
+        outcome = dbtRunner(callbacks=[progress]).invoke(command)
+    results = _node_results(outcome.result)
+    if isinstance(outcome.result, RunExecutionResult):
+        target.mkdir(parents=True, exist_ok=True)
+        outcome.result.write(str(target / "run_results.json"))
     failed = [r for r in results if r.status in ("error", "fail", "runtime error")]
-    if returncode != 0 or failed:
+    if not outcome.success or failed:
         detail = "\n".join(f"  {r.unique_id}: {r.status}: {r.message}" for r in failed)
-        tail = "".join(output[-30:])
-        raise DbtError(f"dbt {' '.join(args)} failed (exit {returncode})\n{detail or tail}")
+        cause = f"{type(outcome.exception).__name__}: {outcome.exception}" if outcome.exception else ""
+        raise DbtError(
+            f"dbt {' '.join(args)} failed\n{detail or cause or progress.errors or 'see ' + str(work / 'logs')}"
+        )
     return results
 
 
-def _read_results(path: Path) -> list[DbtNodeResult]:
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
+class _ProgressEvents:
+    """dbt event callback: counts finished nodes for `on_progress`, keeps error lines for DbtError."""
+
+    def __init__(self, on_progress: Callable[[DbtProgress], None] | None) -> None:
+        self.on_progress = on_progress
+        self.total = self.done = 0
+        self.errors = ""
+
+    def __call__(self, event) -> None:
+        name = event.info.name
+        if name == "ConcurrencyLine":
+            self.total = event.data.node_count
+        elif name == "NodeFinished" and self.on_progress:
+            self.done += 1
+            node = event.data.node_info
+            self.on_progress(DbtProgress(self.done, self.total, node.node_name, node.node_status))
+        elif event.info.level == "error":
+            self.errors += event.info.msg + "\n"
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ set to `values` for the block (dbt reads its flags and profiles.yml's env vars there)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _node_results(result) -> list[DbtNodeResult]:
     return [
-        DbtNodeResult(r["unique_id"], r["status"], r.get("message"), r.get("execution_time", 0.0))
-        for r in data.get("results", [])
+        DbtNodeResult(r.node.unique_id, str(r.status), r.message, r.execution_time)
+        for r in getattr(result, "results", None) or []
     ]
 
 
 def build(
-    settings: Settings | None = None, on_line: Callable[[str], None] | None = None
+    settings: Settings | None = None, on_progress: Callable[[DbtProgress], None] | None = None
 ) -> list[DbtNodeResult]:
     """`dbt build`: every model and its tests, in dependency order.
 
     The audience models (tag `audiences`) read the scores, so they are built by `pulse audiences` after
     scoring, not here; dbt's unit tests run in development and CI, not here (`PRODUCTION_EXCLUDES`).
     """
-    return run_dbt(["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES], settings, on_line)
+    return run_dbt(["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES], settings, on_progress)
 
 
 def compiled_sql(model: str, settings: Settings | None = None) -> str:
