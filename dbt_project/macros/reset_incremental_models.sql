@@ -87,6 +87,8 @@
                     ('intermediate', 'int_customer_activity_aggregated_to_customers'),
                     ('intermediate', 'int_product_activity_aggregated_to_days'),
                     ('marts', 'sessions'),
+                    ('marts', 'orders'),
+                    ('marts', 'order_lines'),
                     ('marts', 'customer_features'),
                 ] -%}
                     {%- set relation = adapter.get_relation(database=target.database, schema=schema, identifier=name) -%}

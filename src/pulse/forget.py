@@ -52,6 +52,8 @@ EMAIL_COLUMNS = ("email_sha256",)
 # Incremental dbt models that add up everyone's events without naming anyone: they keep no row of the
 # person, but keep counting their events. Emptied when events are deleted; the next build recomputes them.
 EVENT_AGGREGATES = ("intermediate.int_product_activity_aggregated_to_days",)
+# The stitched events the incremental models read changes from (by `_updated_at`).
+STITCHED_EVENTS = "intermediate.int_events_stitched_to_customers"
 # Where an event record (a landed file's line, a Segment payload) names a person.
 RECORD_ID_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
 
@@ -278,6 +280,8 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             {"patterns": _like_patterns(identities.values)},
         ).rowcount
         tables = _base_tables(conn, DATA_SCHEMAS)
+        if events and STITCHED_EVENTS in tables:
+            _touch_shared_orders(conn, events)
         for table, columns in tables.items():
             where = _row_filter(columns)
             if table in deleted or where is None:
@@ -291,6 +295,26 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             if events and table in tables:
                 conn.execute(sa.text(f"delete from {_quoted(table)}"))
     return deleted
+
+
+def _touch_shared_orders(conn, events: list[str]) -> None:
+    """Mark as changed the other senders' events of the orders the person's deleted events belong to.
+
+    An order id sent by several customers (a resend) belongs to whoever sent it first; once the person's
+    events are gone another sender may hold it. The incremental `orders` and per-customer aggregate
+    recompute the order ids of events stitched after their last run, so these events get a newer
+    `_updated_at` (the time of this transaction, after that run's start).
+    """
+    conn.execute(
+        sa.text(
+            f"update {_quoted(STITCHED_EVENTS)} as shared set _updated_at = now() "
+            "where shared.event_name = 'order_completed' and not shared.event_id = any(:events) "
+            "and coalesce(shared.order_id, shared.event_id) in ("
+            f"select coalesce(gone.order_id, gone.event_id) from {_quoted(STITCHED_EVENTS)} as gone "
+            "where gone.event_id = any(:events) and gone.event_name = 'order_completed')"
+        ),
+        {"events": events},
+    )
 
 
 def _online_views(store) -> list:

@@ -252,20 +252,42 @@ def test_forgetting_a_customer_then_building_equals_full_rebuild(settings, tmp_p
     """`pulse forget` deletes a buyer's events between two builds: the next (incremental) build gives
     what a full rebuild of the remaining events gives, product counts included. Except, by design, the
     RFM quintiles of the other customers' past snapshots: they rank each day's buyers as the build that
-    wrote them saw them, and forgetting one does not re-rank history (a full refresh does)."""
+    wrote them saw them, and forgetting one does not re-rank history (a full refresh does).
+    Another customer had resent one of the buyer's orders: once the buyer is gone, the order is theirs."""
     load_simulation(settings, tmp_path, customers=60, days=20, seed=10)
     dbt_build(settings, full_refresh=True)
     with psycopg.connect(settings.database_url) as conn:
-        (buyer,) = conn.execute(
-            "select customer_id from marts.customers where order_count > 0 and product_views > 0 "
-            "order by customer_id limit 1"
+        buyer, order_id, ordered_at = conn.execute(
+            "select c.customer_id, o.order_id, o.ordered_at from marts.customers c "
+            "join marts.orders o on o.customer_id = c.customer_id "
+            "where c.order_count > 0 and c.product_views > 0 order by c.customer_id, o.order_id limit 1"
         ).fetchone()
+        (other,) = conn.execute(
+            "select customer_id from marts.customers where customer_id <> %s order by customer_id limit 1",
+            [buyer],
+        ).fetchone()
+    resend = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": "resent-by-other-1",
+        "userId": other,
+        "timestamp": iso(ordered_at + timedelta(hours=1)),
+        "properties": {"order_id": order_id, "revenue": 5.0, "currency": "USD", "products": []},
+    }
+    ingest_events(settings, tmp_path, "resend", [resend])
+    dbt_build(settings)
+    with psycopg.connect(settings.database_url) as conn:
         views_before = conn.execute("select sum(views) from marts.products").fetchone()[0]
+        owner = conn.execute(
+            "select customer_id from marts.orders where order_id = %s", [order_id]
+        ).fetchone()
+    assert owner == (buyer,)
     forget.forget_warehouse(forget.resolve(customer_id=buyer, settings=settings), settings)
 
     dbt_build(settings)
     incremental = snapshot(settings, exclude=RFM_SCORES)
     assert buyer not in {k[0] for k in incremental["marts.customers"]}
+    assert incremental["marts.orders"][(order_id,)].startswith(f"({order_id},resent-by-other-1,{other},")
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("select sum(views) from marts.products").fetchone()[0] < views_before
 

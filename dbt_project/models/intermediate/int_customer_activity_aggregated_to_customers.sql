@@ -22,7 +22,9 @@
     min(ordered_at) as first_order_at,
     max(ordered_at) as last_order_at,
     count(*) as order_count,
-    sum(revenue) as revenue
+    -- Summed as numeric: a float sum depends on the order rows are read in, which differs between the
+    -- incremental and the full path (and between an incremental `orders` table and a rebuilt one).
+    sum(revenue::numeric) as revenue
 {%- endset -%}
 {{
     config(
@@ -104,16 +106,8 @@ changed_order_ids as (
 
 order_id_events as (
 
-    -- Every event of a changed order id: by `order_id`, or by `event_id` for an order sent without one.
-    select stitched.customer_id
-    from {{ ref('int_events_stitched_to_customers') }} as stitched
-    inner join changed_order_ids on stitched.order_id = changed_order_ids.order_id
-    where stitched.event_name = 'order_completed'
-    union all
-    select stitched.customer_id
-    from {{ ref('int_events_stitched_to_customers') }} as stitched
-    inner join changed_order_ids on stitched.event_id = changed_order_ids.order_id
-    where stitched.event_name = 'order_completed' and stitched.order_id is null
+    -- See macros/customers_of_order_ids.sql.
+    {{ customers_of_order_ids('changed_order_ids') }}
 
 ),
 

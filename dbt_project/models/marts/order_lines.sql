@@ -1,9 +1,32 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='order_id',
+        on_schema_change='fail',
+        post_hook=[
+            "{{ delete_lines_of_rewritten_orders(this, ref('orders')) }}",
+            '{{ analyze_if_new_or_grown(this) }}',
+        ],
+        indexes=[
+            {'columns': ['order_line_id'], 'unique': True},
+            {'columns': ['order_id']},
+        ],
+    )
+}}
 -- One row per product line of an order (the `products` array of `Order Completed`).
+--
+-- Incremental: the lines of every order `orders` wrote since this model's last run replace that order's
+-- stored lines; the post-hook then deletes the lines of orders that are gone or were rewritten without
+-- them (see macros/delete_lines_of_rewritten_orders.sql).
 with
 
 orders as (
 
     select * from {{ ref('orders') }}
+    {%- if is_incremental() %}
+    where _updated_at > {{ updated_since(this) }}
+    {%- endif %}
 
 ),
 
@@ -38,7 +61,8 @@ final as (
         (
             coalesce({{ json_number("line_json -> 'price'") }}, 0)
             * coalesce({{ json_number("line_json -> 'quantity'") }}, 1)
-        )::double precision as line_revenue
+        )::double precision as line_revenue,
+        '{{ run_started_at }}'::timestamptz as _updated_at
     from lines
 
 )

@@ -15,8 +15,9 @@ final as (
         sum(views) as views,
         sum(cart_adds) as cart_adds,
         sum(orders) as orders,
-        sum(units_sold) as units_sold,
-        sum(revenue) as revenue
+        -- As numeric (exact, whatever order the products are read in), back to the products' type.
+        sum(units_sold::numeric)::double precision as units_sold,
+        sum(revenue::numeric)::double precision as revenue
     from products
     group by product_category
 

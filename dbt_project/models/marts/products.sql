@@ -46,8 +46,9 @@ sales as (
             as product_category,
         min(ordered_at) as first_ordered_at,
         count(distinct order_id) as orders,
-        sum(quantity) as units_sold,
-        sum(line_revenue) as revenue
+        -- As numeric, so the result does not depend on the order the (incremental) lines are read in.
+        sum(quantity::numeric) as units_sold,
+        sum(line_revenue::numeric) as revenue
     from order_lines
     group by product_id
 
