@@ -6,23 +6,24 @@ The workload the issue names: about 1M events of about 20k customers over 90 day
 population about 44% ever sign in (the rest only browse anonymously, or never visit), so 44,000 simulated
 people at a visit-rate scale of 0.055 give about 19,300 customers and 990k events (the earlier default,
 20,000 people at 0.14, gave 13,400 customers with 83 events each).
-Simulates `--customers` over `--days` days, loads all but the newest 1% of the events (`--increment`),
-times a full `dbt build --full-refresh` of the warehouse models and their data tests, loads the newest 1%
-(the last half day or so: a daily pipeline's increment) and times a plain `dbt build`, which processes it
-incrementally. Both are production builds through `pulse.transform.run_dbt` (dbt in this process, as
-`pulse build` runs it), the same command apart from `--full-refresh`; dbt is imported and the project
-parsed before either is timed. dbt's unit tests are left out of both, as in `pulse build` and the
-transform DAG (they run in CI; see pulse.transform). Between the two builds the database is vacuumed,
-analyzed and checkpointed, as the server would have done in the day between two daily builds (right
-after a full build autovacuum is still busy with the new million-row tables and the checkpointer with
-its dirty pages, both competing with the next build for the two cores).
+Simulates `--customers` over `--days` days and loads the days before the last one; times a full `dbt
+build --full-refresh` of the warehouse models and their data tests; loads the last day's first events,
+as many as 1% of those loaded (`--increment`; the morning of a day that holds about 1-2% of them), and
+times a plain `dbt build`, which processes them incrementally. The increment starts a new day, so, as in
+the daily run of a daily pipeline, the incremental build also writes a new snapshot for every customer.
+Both are production builds through `pulse.transform.run_dbt` (dbt in this process, as `pulse build`
+runs it), the same command apart from `--full-refresh`; dbt is imported and the project parsed before
+either is timed. dbt's unit tests are left out of both, as in `pulse build` and the transform DAG (they
+run in CI; see pulse.transform). Between the two builds the database is vacuumed, analyzed and
+checkpointed, as the server would have done in the day between two daily builds (right after a full
+build autovacuum is still busy with the new million-row tables and the checkpointer with its dirty
+pages, both competing with the next build for the two cores).
 Prints both times and their ratio (goal: incremental <= 0.1 x full), and the same split for model time
 only; then times a third build with nothing new loaded, which is what dbt costs on its own (parsing,
 every model and test node), the floor under any incremental build. The history's `loaded_at` is set to
-the morning after each event's day, as a daily pipeline would have loaded it (the last, partial day's to
-the cut); loaded in one go, every event would carry the same `loaded_at` and the `lookback` var (which
-re-reads the last hours of loads, to catch transactions that committed late) would re-read the whole
-history.
+the morning after each event's day, as a daily pipeline would have loaded it; loaded in one go, every
+event would carry the same `loaded_at` and the `lookback` var (which re-reads the last hours of loads,
+to catch transactions that committed late) would re-read the whole history.
 
 Uses its own database on the server in PULSE_DATABASE_URL (or the embedded one) and drops it afterwards.
 """
@@ -57,22 +58,26 @@ def _admin(url: str) -> psycopg.Connection:
     )
 
 
-def split_newest(events_path: Path, share: float, base: Path, increment: Path) -> tuple[int, int, str]:
-    """Write the newest `share` of the events (by timestamp) to `increment`, the rest to `base`."""
+def split_at_last_day(events_path: Path, share: float, base: Path, increment: Path) -> tuple[int, int]:
+    """Write the events before the last simulated day to `base` and the first `share` of the base's
+    count from that day on (in time order) to `increment`; the rest of the day is never loaded."""
     with events_path.open() as source:
         # ISO timestamps in UTC ("...Z") compare as strings.
         stamps = sorted(json.loads(line)["timestamp"] for line in source)
-    cutoff = stamps[int(len(stamps) * (1 - share))]
-    n_base = n_increment = 0
+    last_day = stamps[-1][:10] + "T00:00:00"
+    n_base = sum(stamp < last_day for stamp in stamps)
+    wanted = stamps[n_base : n_base + max(1, round(n_base * share))]
+    until = wanted[-1]
+    n_increment = 0
     with events_path.open() as source, base.open("w") as old, increment.open("w") as new:
         for line in source:
-            if json.loads(line)["timestamp"] < cutoff:
+            stamp = json.loads(line)["timestamp"]
+            if stamp < last_day:
                 old.write(line)
-                n_base += 1
-            else:
+            elif stamp <= until:
                 new.write(line)
                 n_increment += 1
-    return n_base, n_increment, cutoff
+    return n_base, n_increment
 
 
 def timed_build(settings: Settings, *extra: str) -> tuple[float, float, float]:
@@ -129,15 +134,12 @@ def main() -> None:
             activity=args.activity,
         )
         base, increment = work / "base.jsonl", work / "increment.jsonl"
-        n_base, n_increment, cutoff = split_newest(sim.events_path, args.increment, base, increment)
+        n_base, n_increment = split_at_last_day(sim.events_path, args.increment, base, increment)
         ingest_path(base, settings)
         with psycopg.connect(url) as conn:
-            # History as a daily pipeline would have loaded it: each day's events the next morning, the
-            # last (partial) day's at the cut.
+            # History as a daily pipeline would have loaded it: each day's events the next morning.
             conn.execute(
-                "update raw.events set loaded_at = least("
-                "date_trunc('day', event_at) + interval '1 day 1 hour', %s::timestamptz)",
-                [cutoff],
+                "update raw.events set loaded_at = date_trunc('day', event_at) + interval '1 day 1 hour'"
             )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("vacuum analyze raw.events")
