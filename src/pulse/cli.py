@@ -206,8 +206,12 @@ def serve(
 
 
 @app.command()
-def build() -> None:
-    """Run `dbt build`: staging, marts and their tests."""
+def build(
+    full_refresh: bool = typer.Option(
+        False, "--full-refresh", help="Rebuild the incremental models from all of raw.events."
+    ),
+) -> None:
+    """Run `dbt build`: staging, marts and their tests (incrementally, unless --full-refresh)."""
     from pulse import transform
 
     with _progress() as progress:
@@ -217,7 +221,7 @@ def build() -> None:
             progress.update(task, completed=step.done, total=step.total, description=f"dbt: {step.node}")
 
         try:
-            results = transform.build(get_settings(), on_progress=show)
+            results = transform.build(get_settings(), on_progress=show, full_refresh=full_refresh)
         except transform.DbtError as error:
             progress.stop()
             _fail(str(error))

@@ -171,14 +171,17 @@ def _node_results(result) -> list[DbtNodeResult]:
 
 
 def build(
-    settings: Settings | None = None, on_progress: Callable[[DbtProgress], None] | None = None
+    settings: Settings | None = None,
+    on_progress: Callable[[DbtProgress], None] | None = None,
+    full_refresh: bool = False,
 ) -> list[DbtNodeResult]:
-    """`dbt build`: every model and its tests, in dependency order.
+    """`dbt build`: every model and its tests, in dependency order (`full_refresh`: from scratch).
 
     The audience models (tag `audiences`) read the scores, so they are built by `pulse audiences` after
     scoring, not here; dbt's unit tests run in development and CI, not here (`PRODUCTION_EXCLUDES`).
     """
-    return run_dbt(["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES], settings, on_progress)
+    args = ["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES]
+    return run_dbt([*args, "--full-refresh"] if full_refresh else args, settings, on_progress)
 
 
 def compiled_sql(model: str, settings: Settings | None = None) -> str:

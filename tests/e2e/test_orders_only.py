@@ -49,7 +49,7 @@ def test_orders_only_training_reports_champion_beside_bg_nbd(settings, tmp_path)
                 writer.writerow([event["userId"], event["timestamp"], p["revenue"], p["order_id"]])
     pulse("up")
     pulse("import-orders", str(orders))
-    pulse("build")
+    pulse("build", "--full-refresh")  # the first build: the same tables as a plain one
     pulse("features")
     pulse("train")
     pulse("score")
