@@ -106,8 +106,8 @@ changed_order_ids as (
 
 order_id_events as (
 
-    -- See macros/customers_of_order_ids.sql.
-    {{ customers_of_order_ids('changed_order_ids') }}
+    -- Who sent an event of a changed order id; see macros/order_events_of.sql.
+    {{ order_events_of('changed_order_ids') }}
 
 ),
 

@@ -37,8 +37,8 @@ changed_order_ids as (
 
 changed_order_events as (
 
-    -- Who sent an event of a changed order id; see macros/customers_of_order_ids.sql.
-    {{ customers_of_order_ids('changed_order_ids') }}
+    -- Who sent an event of a changed order id; see macros/order_events_of.sql.
+    {{ order_events_of('changed_order_ids') }}
 
 ),
 
@@ -74,21 +74,7 @@ candidate_order_ids as (
 order_events as (
 
     -- All events of the candidate orders, whoever sent them: the first one decides the order's customer.
-    -- The stitched table is named in each lookup (a CTE used twice would be materialized whole).
-    select candidate_events.*
-    from candidate_order_ids
-    cross join lateral (
-        select *
-        from {{ ref('int_events_stitched_to_customers') }} as stitched
-        where stitched.order_id = candidate_order_ids.order_id
-            and stitched.event_name = 'order_completed'
-        union all
-        select *
-        from {{ ref('int_events_stitched_to_customers') }} as stitched
-        where stitched.event_id = candidate_order_ids.order_id
-            and stitched.order_id is null
-            and stitched.event_name = 'order_completed'
-    ) as candidate_events
+    {{ order_events_of('candidate_order_ids', 'stitched.*') }}
 
 ),
 
