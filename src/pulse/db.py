@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine, make_url
 from pulse import embedded
 from pulse.config import Settings, get_settings
 
-SCHEMAS = ("raw", "ml", "audiences")
+SCHEMAS = ("raw", "ml", "audiences", "activation")
 
 
 def warehouse_url(settings: Settings | None = None) -> str:
