@@ -404,3 +404,84 @@ class FakeVendor:
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+# -- warehouse side: an audience as `pulse audiences` leaves it ---------------------------------------------
+def set_audience(settings, audience: str, treatment: list[str], holdout: list[str] = ()) -> None:
+    """Make audiences.audience_members / audience_inputs hold exactly these members of `audience`
+    (email_sha256 of `<id>@example.com`, a score per member)."""
+    import sqlalchemy as sa
+
+    from pulse.db import engine
+
+    with engine(settings).begin() as conn:
+        conn.execute(
+            sa.text(
+                "create table if not exists audiences.audience_members (audience_name text, customer_id text, "
+                '"group" text, score double precision, member_rank bigint, as_of timestamptz, recommended_category text)'
+            )
+        )
+        conn.execute(
+            sa.text(
+                "create table if not exists audiences.audience_inputs (customer_id text primary key, email_sha256 text, "
+                "rfm_segment text)"
+            )
+        )
+        conn.execute(
+            sa.text("delete from audiences.audience_members where audience_name = :a"), {"a": audience}
+        )
+        rows = [(c, "treatment") for c in treatment] + [(c, "holdout") for c in holdout]
+        conn.execute(
+            sa.text("insert into audiences.audience_members values (:a, :c, :g, :s, :r, now(), 'shoes')"),
+            [
+                {"a": audience, "c": c, "g": g, "s": 1.0 / (i + 1), "r": i + 1}
+                for i, (c, g) in enumerate(rows)
+            ],
+        )
+        conn.execute(
+            sa.text(
+                "insert into audiences.audience_inputs values (:c, :e, 'champions') on conflict do nothing"
+            ),
+            [{"c": c, "e": sha(f"{c}@example.com")} for c, _ in rows],
+        )
+
+
+def set_consent(settings, rows: list[tuple[str, str, bool]]) -> None:
+    """marts.customer_consent as dbt builds it: (customer_id, category, is_granted)."""
+    import sqlalchemy as sa
+
+    from pulse.db import engine
+
+    with engine(settings).begin() as conn:
+        conn.execute(sa.text("create schema if not exists marts"))
+        conn.execute(
+            sa.text(
+                "create table if not exists marts.customer_consent (customer_id text, category text, "
+                "is_granted boolean, consented_at timestamptz)"
+            )
+        )
+        conn.execute(sa.text("delete from marts.customer_consent"))
+        conn.execute(
+            sa.text("insert into marts.customer_consent values (:c, :k, :g, now())"),
+            [{"c": c, "k": k, "g": g} for c, k, g in rows],
+        )
+
+
+def run_log(settings, run_id: str) -> dict:
+    import sqlalchemy as sa
+
+    from pulse.db import engine
+
+    with engine(settings).connect() as conn:
+        run = dict(
+            conn.execute(sa.text("select * from activation.sync_runs where run_id = :r"), {"r": run_id})
+            .mappings()
+            .one()
+        )
+        run["records"] = dict(
+            conn.execute(
+                sa.text("select status, count(*) from activation.sync_records where run_id = :r group by 1"),
+                {"r": run_id},
+            ).all()
+        )
+    return run

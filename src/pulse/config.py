@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,19 @@ class Settings(BaseSettings):
     )
     collector_ack_timeout: float = Field(
         default=10.0, description="Seconds the collector waits for a COMMIT before answering 503."
+    )
+    consent_default: Literal["deny", "allow"] = Field(
+        default="deny",
+        description="Syncs requiring consent: customers with no consent signal are skipped (deny) or sent (allow).",
+    )
+    activation_max_attempts: int = Field(
+        default=6, ge=1, description="Attempts per request to a destination (429, 5xx, network errors)."
+    )
+    activation_max_delay: float = Field(
+        default=60.0, gt=0, description="Longest wait between attempts, Retry-After included (seconds)."
+    )
+    activation_max_row_failures: int = Field(
+        default=3, ge=1, description="Runs a rejected row is carried into before it is dead-lettered."
     )
 
     @property

@@ -63,6 +63,7 @@ create table if not exists activation.sync_state (
     customer_id text not null,
     is_present  boolean not null,             -- at the destination now
     fingerprint text not null,                -- md5 of the mapped fields last delivered
+    fields      jsonb not null,               -- those fields (a removal needs the identifiers it was added by)
     version     integer not null,             -- changes delivered so far (part of the idempotency key)
     updated_at  timestamptz not null,
     primary key (sync_name, customer_id)
@@ -81,3 +82,18 @@ create table if not exists activation.sync_failures (
     is_dead       boolean not null default false,
     primary key (sync_name, customer_id)
 );
+
+-- A run's plan (the diff), written once so a dry run can show it and a run can stream it in batches.
+-- Scratch: unlogged, emptied when its run ends.
+create unlogged table if not exists activation.sync_plan (
+    run_id      text not null,
+    seq         bigint not null,
+    record_key  text not null,
+    customer_id text not null,
+    operation   text not null,
+    fields      jsonb not null,
+    fingerprint text not null,
+    skip_reason text,                         -- 'consent' or 'no identifier': planned, not sent
+    primary key (run_id, seq)
+);
+create unique index if not exists sync_plan_key_idx on activation.sync_plan (run_id, record_key);

@@ -147,6 +147,16 @@ class Destination(ABC):
         self.concurrency = max(1, concurrency)
         self.limiter = RateLimiter(rate if rate is not None else self.default_rate, burst=self.concurrency)
 
+    # Fields of which a record needs at least one (the ids the vendor matches on); rows with none are
+    # skipped as 'no identifier'. Empty: customer_id is enough.
+    identifiers: ClassVar[tuple[str, ...]] = ()
+
+    def start(self, run_id: str) -> None:  # noqa: B027 - optional hook
+        """Called once before a run's first batch."""
+
+    def finish(self, ok: bool) -> None:  # noqa: B027 - optional hook
+        """Called once after a run's last batch (ok: no error stopped the run)."""
+
     @abstractmethod
     def send(self, batch: Sequence[Record], batch_key: str, mode: str) -> list[Outcome]:
         """Deliver `batch` in one attempt; one Outcome per record (in any order) for rows the destination

@@ -1,0 +1,417 @@
+"""The sync engine: plan a sync as a diff against what it last delivered, send the plan in checkpointed
+batches, log every row.
+
+1. Plan (one SQL statement, into `activation.sync_plan`): the audience's treatment members (never the
+   holdout) with their mapped fields, against `activation.sync_state` (what the destination holds after
+   the last accepted change). Adds, removes, updates (upsert mode: changed fields), and rows skipped for
+   consent or for lacking the identifier the destination matches on. A customer who no longer has the
+   required consent but is at the destination is removed. Dead-lettered rows (rejected
+   PULSE_ACTIVATION_MAX_ROW_FAILURES times with the same fields) are left out until their fields change;
+   rows rejected fewer times are planned again: carried into the next run by the diff itself.
+2. Send (`pulse.activation.delivery`): batches of `batch_size` under the destination's rate limit and
+   concurrency.
+3. Checkpoint each batch in one transaction: its `sync_records` rows, the accepted rows into
+   `sync_state`, the rejected ones into `sync_failures`. A sync killed midway has lost only its
+   unacknowledged batches; the next run's diff plans exactly those again, under the same idempotency keys
+   (sync, customer, operation, version, fields), so a resent row is harmless.
+
+One run of a sync at a time (a PostgreSQL advisory lock held by the run's session; a killed run's lock
+goes with its connection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from pulse.activation import runlog
+from pulse.activation.delivery import DeliveryStats, RetryPolicy, deliver
+from pulse.activation.destinations import Outcome, Record, create, destination_class
+from pulse.activation.syncs import SyncDefinition, load_syncs, store_syncs, syncs_dir
+from pulse.config import Settings, get_settings
+from pulse.db import engine
+
+PREVIEW_REQUESTS = 3
+PREVIEW_ROWS = 3
+
+
+class SyncError(RuntimeError):
+    """A sync cannot run (its audience's columns, another run holding it); the message says why."""
+
+
+@dataclass
+class SyncResult:
+    sync: str
+    run_id: str
+    status: str
+    counts: runlog.RunCounts
+    plan_seconds: float
+    duration_seconds: float
+    previews: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sync": self.sync, "run_id": self.run_id, "status": self.status, **asdict(self.counts)}
+
+
+def _columns(conn, table: str) -> set[str]:
+    schema, name = table.split(".")
+    return set(
+        conn.execute(
+            sa.text(
+                "select column_name from information_schema.columns where table_schema = :s and table_name = :t"
+            ),
+            {"s": schema, "t": name},
+        ).scalars()
+    )
+
+
+def _field_sql(conn, sync: SyncDefinition) -> tuple[str, bool]:
+    """`jsonb_build_object(...)` of the mapped fields, and whether audience_inputs must be joined."""
+    members = _columns(conn, "audiences.audience_members")
+    if not members:
+        raise SyncError("audiences.audience_members does not exist yet: run `pulse audiences` first")
+    inputs = _columns(conn, "audiences.audience_inputs")
+    parts, join = [], False
+    for target, column in sync.fields.items():
+        if column in members:
+            source = f'm."{column}"'
+        elif column in inputs:
+            source, join = f'i."{column}"', True
+        else:
+            raise SyncError(
+                f"sync {sync.name}: field {target!r} maps {column!r}, a column of neither "
+                "audiences.audience_members nor audiences.audience_inputs"
+            )
+        parts.append(f"'{target}', {source}")
+    return (f"jsonb_build_object({', '.join(parts)})" if parts else "'{}'::jsonb"), join
+
+
+_PLAN_SQL = """
+insert into activation.sync_plan (run_id, seq, record_key, customer_id, operation, fields, fingerprint, skip_reason)
+with desired as (
+    select m.customer_id, {fields} as fields
+    from audiences.audience_members m {join}
+    where m.audience_name = :audience and m."group" = 'treatment'
+),
+consent as ({consent}),
+candidates as (
+    select d.customer_id, d.fields, md5(d.fields::text) as fingerprint,
+        coalesce(c.denied = 0 and (c.granted = :required or :allow_unknown), :allow_unknown or :required = 0)
+            as is_consented,
+        {identified} as is_identified
+    from desired d left join consent c using (customer_id)
+),
+state as (select * from activation.sync_state where sync_name = :sync),
+diff as (
+    select coalesce(d.customer_id, s.customer_id) as customer_id,
+        case
+            when d.is_consented and d.is_identified then
+                case when s.is_present is not true then 'add'
+                     when :mode <> 'mirror' and s.fingerprint <> d.fingerprint then 'update' end
+            when s.is_present then 'remove'
+            when d.customer_id is not null then 'add'
+        end as operation,
+        case
+            when d.is_consented and d.is_identified then null
+            when s.is_present then null
+            when d.customer_id is not null and not d.is_consented then 'consent'
+            when d.customer_id is not null then 'no identifier'
+        end as skip_reason,
+        case when d.is_consented and d.is_identified then d.fields else coalesce(s.fields, d.fields) end as fields,
+        case when d.is_consented and d.is_identified then d.fingerprint
+             else coalesce(s.fingerprint, d.fingerprint) end as fingerprint,
+        coalesce(s.version, 0) as version
+    from candidates d full join state s using (customer_id)
+)
+select :run_id, row_number() over (order by skip_reason nulls first, operation, customer_id),
+    md5(:sync || '|' || customer_id || '|' || operation || '|' || (version + 1) || '|' || fingerprint),
+    customer_id, operation, fields, fingerprint, skip_reason
+from diff
+where operation is not null
+  and not exists (
+    select 1 from activation.sync_failures f
+    where f.sync_name = :sync and f.customer_id = diff.customer_id and f.is_dead
+      and f.fingerprint = diff.fingerprint and f.operation = diff.operation)
+"""
+
+_CONSENT_SQL = """
+select customer_id, count(*) filter (where is_granted) as granted,
+    count(*) filter (where not is_granted) as denied
+from marts.customer_consent where category = any(:categories) group by customer_id
+"""
+_NO_CONSENT_SQL = "select null::text as customer_id, 0 as granted, 0 as denied where false"
+
+
+def plan(conn, sync: SyncDefinition, run_id: str, settings: Settings) -> runlog.RunCounts:
+    """Write the run's plan into activation.sync_plan; its counts."""
+    fields, join = _field_sql(conn, sync)
+    identifiers = [f for f in destination_class(sync.kind).identifiers if f in sync.fields]
+    if destination_class(sync.kind).identifiers and not identifiers:
+        raise SyncError(
+            f"sync {sync.name}: {sync.kind} matches on one of "
+            f"{list(destination_class(sync.kind).identifiers)}; map at least one in `fields`"
+        )
+    identified = " or ".join(f"(d.fields ->> '{f}') is not null" for f in identifiers) or "true"
+    has_consent = bool(
+        conn.execute(sa.text("select to_regclass('marts.customer_consent') is not null")).scalar()
+    )
+    sql = _PLAN_SQL.format(
+        fields=fields,
+        join="left join audiences.audience_inputs i using (customer_id)" if join else "",
+        consent=_CONSENT_SQL if sync.consent and has_consent else _NO_CONSENT_SQL,
+        identified=identified,
+    )
+    conn.execute(
+        sa.text(sql),
+        {
+            "run_id": run_id,
+            "sync": sync.name,
+            "audience": sync.audience,
+            "mode": sync.mode,
+            "categories": sync.consent,
+            "required": len(sync.consent),
+            "allow_unknown": settings.consent_default == "allow",
+        },
+    )
+    row = conn.execute(
+        sa.text(
+            "select count(*), count(*) filter (where skip_reason is null and operation = 'add'), "
+            "count(*) filter (where skip_reason is null and operation = 'remove'), "
+            "count(*) filter (where skip_reason is null and operation = 'update'), "
+            "count(*) filter (where skip_reason = 'consent'), count(*) filter (where skip_reason = 'no identifier') "
+            "from activation.sync_plan where run_id = :r"
+        ),
+        {"r": run_id},
+    ).one()
+    return runlog.RunCounts(
+        planned=row[0],
+        adds=row[1],
+        removes=row[2],
+        updates=row[3],
+        skipped_consent=row[4],
+        skipped_other=row[5],
+    )
+
+
+def _batches(conn, run_id: str, size: int, limit: int | None = None) -> Iterator[tuple[str, list[Record]]]:
+    """The plan's rows to send, in order, as (batch key, records); the key hashes the rows' keys, so the
+    same rows make the same batch key."""
+    result = conn.execution_options(stream_results=True, yield_per=size).execute(
+        sa.text(
+            "select record_key, customer_id, operation, fields from activation.sync_plan "
+            "where run_id = :r and skip_reason is null order by seq"
+            + (f" limit {int(limit)}" if limit else "")
+        ),
+        {"r": run_id},
+    )
+    for part in result.partitions(size):
+        records = [Record(k, c, op, f) for k, c, op, f in part]
+        yield hashlib.sha256("\n".join(r.key for r in records).encode()).hexdigest()[:32], records
+
+
+class _Checkpoint:
+    """Called per completed batch: its records, state and failures in one transaction."""
+
+    def __init__(self, settings: Settings, sync: SyncDefinition, run_id: str, counts: runlog.RunCounts):
+        self.engine, self.sync, self.run_id, self.counts = engine(settings), sync, run_id, counts
+        self.max_failures = settings.activation_max_row_failures
+
+    def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
+        accepted = [o.key for o in outcomes if o.accepted]
+        rejected = [o for o in outcomes if not o.accepted]
+        params = {"sync": self.sync.name, "run": self.run_id}
+        with self.engine.begin() as conn:
+            runlog.record_outcomes(conn, self.run_id, batch, outcomes)
+            if accepted:
+                conn.execute(_ACCEPT_SQL, {**params, "keys": accepted})
+            dead: list[str] = []
+            if rejected:
+                failed = conn.execute(
+                    _FAIL_SQL,
+                    {
+                        **params,
+                        "keys": [o.key for o in rejected],
+                        "errors": [o.error for o in rejected],
+                        "max": self.max_failures,
+                    },
+                ).all()
+                dead_customers = {c for c, is_dead in failed if is_dead}
+                dead = [r.key for r in batch if r.customer_id in dead_customers]
+                if dead:
+                    conn.execute(
+                        sa.text(
+                            "update activation.sync_records set status = 'dead_letter' "
+                            "where run_id = :run and record_key = any(:keys)"
+                        ),
+                        {"run": self.run_id, "keys": dead},
+                    )
+            conn.execute(
+                sa.text(
+                    "update activation.sync_runs set sent = sent + :n, accepted = accepted + :a, "
+                    "rejected = rejected + :r, dead_lettered = dead_lettered + :d where run_id = :run"
+                ),
+                {
+                    "run": self.run_id,
+                    "n": len(outcomes),
+                    "a": len(accepted),
+                    "r": len(rejected),
+                    "d": len(dead),
+                },
+            )
+        self.counts.sent += len(outcomes)
+        self.counts.accepted += len(accepted)
+        self.counts.rejected += len(rejected)
+        self.counts.dead_lettered += len(dead)
+
+
+_ACCEPT_SQL = sa.text("""
+with done as (
+    select p.customer_id, p.operation, p.fingerprint, p.fields from activation.sync_plan p
+    where p.run_id = :run and p.record_key = any(:keys)
+),
+cleared as (
+    delete from activation.sync_failures f using done
+    where f.sync_name = :sync and f.customer_id = done.customer_id
+)
+insert into activation.sync_state (sync_name, customer_id, is_present, fingerprint, fields, version, updated_at)
+select :sync, customer_id, operation <> 'remove', fingerprint, fields, 1, now() from done
+on conflict (sync_name, customer_id) do update set is_present = excluded.is_present,
+    fingerprint = excluded.fingerprint, fields = excluded.fields, version = sync_state.version + 1,
+    updated_at = excluded.updated_at
+""")
+
+_FAIL_SQL = sa.text("""
+insert into activation.sync_failures as f
+    (sync_name, customer_id, operation, fingerprint, failures, last_error, last_run_id, is_dead)
+select :sync, p.customer_id, p.operation, p.fingerprint, 1, e.error, :run, 1 >= :max
+from activation.sync_plan p join unnest(cast(:keys as text[]), cast(:errors as text[])) as e(key, error)
+    on e.key = p.record_key
+where p.run_id = :run
+on conflict (sync_name, customer_id) do update set
+    failures = case when (f.operation, f.fingerprint) = (excluded.operation, excluded.fingerprint)
+                    then f.failures + 1 else 1 end,
+    is_dead = case when (f.operation, f.fingerprint) = (excluded.operation, excluded.fingerprint)
+                   then f.failures + 1 else 1 end >= :max,
+    operation = excluded.operation, fingerprint = excluded.fingerprint, last_error = excluded.last_error,
+    last_run_id = excluded.last_run_id
+returning f.customer_id, f.is_dead
+""")
+
+
+def run_sync(
+    sync: SyncDefinition,
+    settings: Settings | None = None,
+    dry_run: bool = False,
+    policy: RetryPolicy | None = None,
+) -> SyncResult:
+    """Plan and (unless dry_run) deliver one sync; the run is logged either way."""
+    settings = settings or get_settings()
+    policy = policy or RetryPolicy(settings.activation_max_attempts, max_delay=settings.activation_max_delay)
+    eng = engine(settings)
+    started = time.monotonic()
+    with eng.connect() as session:
+        locked = session.execute(
+            sa.text("select pg_try_advisory_lock(hashtext('pulse.sync'), hashtext(:s))"), {"s": sync.name}
+        ).scalar()
+        session.commit()
+        if not locked:
+            raise SyncError(f"sync {sync.name} is already running")
+        try:
+            return _run_locked(sync, settings, dry_run, policy, started)
+        finally:
+            session.execute(
+                sa.text("select pg_advisory_unlock(hashtext('pulse.sync'), hashtext(:s))"), {"s": sync.name}
+            )
+            session.commit()
+
+
+def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
+    eng = engine(settings)
+    destination = create(sync.kind, sync.options, rate=sync.rate_per_second, concurrency=sync.concurrency)
+    with eng.begin() as conn:
+        resumed = runlog.mark_interrupted(conn, sync.name)
+        conn.execute(
+            sa.text(
+                "delete from activation.sync_plan p where not exists (select 1 from activation.sync_runs r "
+                "where r.run_id = p.run_id and r.status = 'running')"
+            )
+        )
+        run_id = runlog.start_run(
+            conn, sync.name, sync.kind, sync.mode, dry_run=dry_run, resumed_from=resumed
+        )
+    error, previews = None, []
+    try:
+        with eng.begin() as conn:
+            counts = plan(conn, sync, run_id, settings)
+            conn.execute(
+                sa.text(
+                    "insert into activation.sync_records (run_id, record_key, customer_id, operation, status, error) "
+                    "select run_id, record_key, customer_id, operation, 'skipped', skip_reason "
+                    "from activation.sync_plan where run_id = :r and skip_reason is not null"
+                ),
+                {"r": run_id},
+            )
+        plan_seconds = time.monotonic() - started
+        size = min(sync.batch_size or destination.max_batch, destination.max_batch)
+        if dry_run:
+            with eng.connect() as conn:
+                for key, batch in _batches(conn, run_id, PREVIEW_ROWS, PREVIEW_ROWS * PREVIEW_REQUESTS):
+                    hidden = [Record(r.key, _hash_id(r.customer_id), r.operation, r.fields) for r in batch]
+                    previews.append(destination.preview(hidden, key, sync.mode))
+        else:
+            checkpoint = _Checkpoint(settings, sync, run_id, counts)
+            stats = DeliveryStats()
+            destination.start(run_id)
+            ok = False
+            try:
+                with eng.connect() as reader:
+                    deliver(destination, _batches(reader, run_id, size), sync.mode, checkpoint, policy, stats)
+                ok = True
+            finally:
+                counts.retried = stats.retried
+                destination.finish(ok)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        plan_seconds = locals().get("plan_seconds", time.monotonic() - started)
+        counts = locals().get("counts") or runlog.RunCounts()
+        raise
+    finally:
+        destination.close()
+        with eng.begin() as conn:
+            status = runlog.finish_run(
+                conn, run_id, counts, started, time.monotonic(), error, dry_run=dry_run
+            )
+            conn.execute(sa.text("delete from activation.sync_plan where run_id = :r"), {"r": run_id})
+    return SyncResult(sync.name, run_id, status, counts, plan_seconds, time.monotonic() - started, previews)
+
+
+def _hash_id(customer_id: str) -> str:
+    return "sha256:" + hashlib.sha256(customer_id.encode()).hexdigest()[:16]
+
+
+def run_syncs(
+    name: str | None = None, dry_run: bool = False, settings: Settings | None = None
+) -> list[SyncResult]:
+    """Validate and store every sync in campaigns/syncs/, then run `name` (or every enabled one)."""
+    settings = settings or get_settings()
+    syncs = load_syncs(syncs_dir(settings))
+    store_syncs(syncs, settings)
+    if name is not None:
+        chosen = [s for s in syncs if s.name == name]
+        if not chosen:
+            raise SyncError(f"no sync named {name!r}; defined: {', '.join(s.name for s in syncs) or 'none'}")
+    else:
+        chosen = [s for s in syncs if s.enabled]
+    return [run_sync(s, settings, dry_run=dry_run) for s in chosen]
+
+
+def sync_names(settings: Settings | None = None) -> list[str]:
+    """Enabled syncs (what the DAG maps a task over)."""
+    settings = settings or get_settings()
+    return [s.name for s in load_syncs(syncs_dir(settings)) if s.enabled]
