@@ -333,7 +333,12 @@ def run_sync(
 
 def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
     eng = engine(settings)
-    destination = create(sync.kind, sync.options, rate=sync.rate_per_second, concurrency=sync.concurrency)
+    destination = create(
+        sync.kind,
+        {"audience": sync.audience, **sync.options},
+        rate=sync.rate_per_second,
+        concurrency=sync.concurrency,
+    )
     with eng.begin() as conn:
         resumed = runlog.mark_interrupted(conn, sync.name)
         conn.execute(

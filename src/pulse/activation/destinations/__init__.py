@@ -18,6 +18,10 @@ from pulse.activation.destinations.base import (
 # kind -> "module:class"; imported on use so a sync pays only for its own destination.
 DESTINATIONS = {
     "webhook": "pulse.activation.destinations.webhook:WebhookDestination",
+    "file_drop": "pulse.activation.destinations.file_drop:FileDropDestination",
+    "meta": "pulse.activation.destinations.meta:MetaDestination",
+    "klaviyo": "pulse.activation.destinations.klaviyo:KlaviyoDestination",
+    "braze": "pulse.activation.destinations.braze:BrazeDestination",
 }
 
 
