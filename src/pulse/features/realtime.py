@@ -226,6 +226,14 @@ class RealtimePusher:
         if touched:
             self._wake.set()
 
+    def snapshot(self, customer: str) -> dict[str, Any] | None:
+        """The customer's real-time features now (for trigger conditions), or None if unseen."""
+        with self._lock:
+            if customer not in self.aggregator.states:
+                return None
+            row = self.aggregator.row(customer, datetime.now(UTC))
+        return {k: v for k, v in row.items() if k not in ("customer_id", "event_timestamp")}
+
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> RealtimePusher:
         self._thread.start()

@@ -1,0 +1,1 @@
+"""Real-time triggered campaigns: definitions, durable timers, evaluation on the stream, dispatch."""
