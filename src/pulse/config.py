@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     )
     consent_default: Literal["deny", "allow"] = Field(
         default="deny",
-        description="Syncs requiring consent: customers with no consent signal are skipped (deny) or sent (allow).",
+        description="Syncs and triggers requiring consent: customers with no consent signal are skipped (deny) or sent (allow).",
     )
     activation_max_attempts: int = Field(
         default=6, ge=1, description="Attempts per request to a destination (429, 5xx, network errors)."
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     )
     activation_max_row_failures: int = Field(
         default=3, ge=1, description="Runs a rejected row is carried into before it is dead-lettered."
+    )
+    triggers_enabled: bool = Field(
+        default=True,
+        description="Evaluate and fire real-time triggers in the collector (campaigns/triggers/).",
+    )
+    triggers_poll_seconds: float = Field(
+        default=0.1, gt=0, le=10, description="How often the trigger dispatcher looks for due timers."
     )
 
     @property

@@ -52,6 +52,7 @@ from pulse.events.ingest import parse_payload
 from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
 from pulse.features.realtime import RealtimePusher
+from pulse.triggers.service import TriggerService
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,8 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
     """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
     settings = settings or get_settings()
     realtime = RealtimePusher(settings)  # post-commit hook: real-time features to Feast, batched
-    collector = Collector(settings, [*hooks, realtime])
+    triggers = TriggerService(settings, realtime) if settings.triggers_enabled else None
+    collector = Collector(settings, [*hooks, realtime, *([triggers.hook] if triggers else [])])
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -388,6 +390,8 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
             await asyncio.wait_for(asyncio.to_thread(_warm_up_realtime, settings), WARM_UP_SECONDS)
         except TimeoutError:
             log.warning("real-time warm-up still running after %g s; serving anyway", WARM_UP_SECONDS)
+        if triggers:  # re-evaluates what a crash left unevaluated, then fires due timers
+            await asyncio.to_thread(triggers.start)
         collector.writer.start()
         realtime.start()
         # What exists now (modules, the app) lives as long as the server: move it out of the garbage
@@ -400,6 +404,8 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
         finally:
             await asyncio.to_thread(collector.writer.close)
             await asyncio.to_thread(realtime.close)
+            if triggers:
+                await asyncio.to_thread(triggers.close)
 
     routes = [
         Route("/v1/{call:str}", collector.handle, methods=["POST"]),
@@ -416,4 +422,5 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
         ],
     )
     app.state.collector = collector
+    app.state.triggers = triggers
     return app

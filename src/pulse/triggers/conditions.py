@@ -8,7 +8,8 @@ One condition is `FIELD OP VALUE` or `FIELD is [not] null`:
     coupon is null
 
 `FIELD` is a dotted name (`[a-z_][a-z0-9_]*(.[a-z0-9_]+)*`); `OP` one of `== != > >= < <= in not in`;
-`VALUE` a JSON literal (number, "string" or 'string', true, false, or a list of those for `in`).
+Alternatives are joined by `or` (`order_count is null or order_count == 0`); the items of a list of
+conditions must all hold. `VALUE` a JSON literal (number, "string" or 'string', true, false, or a list of those for `in`).
 Ordered comparisons need a number. A missing field, or a value of the wrong type, makes the condition
 false (except `is null`): a trigger never fires on data it cannot read.
 """
@@ -44,9 +45,12 @@ class ConditionError(ValueError):
     """A condition that does not parse; the message says what was expected."""
 
 
+_STRINGS_RE = re.compile(r"""("(?:[^"\\]|\\.)*")|'([^']*)'""")
+
+
 def _literal(text: str) -> Any:
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        text = json.dumps(text[1:-1])
+    # 'single-quoted' strings become JSON strings; "double-quoted" ones are left as they are.
+    text = _STRINGS_RE.sub(lambda m: m[1] or json.dumps(m[2]), text)
     try:
         value = json.loads(text)
     except ValueError:
@@ -70,10 +74,7 @@ class Condition:
 
     @classmethod
     def parse(cls, text: str) -> Condition:
-        if not isinstance(text, str) or not text.strip():
-            raise ConditionError("a condition is a non-empty string like `value > 50`")
-        if len(text) > MAX_CONDITION_CHARS:
-            raise ConditionError(f"a condition is at most {MAX_CONDITION_CHARS} characters")
+        """One comparison (`Clause.parse` checks the text's type and length first)."""
         if match := _NULL_RE.match(text):
             return cls(match["field"].lower(), "is not null" if match["not"] else "is null")
         match = _CMP_RE.match(text)
@@ -123,6 +124,34 @@ class Condition:
         return same if self.op == "==" else not same
 
 
+_OR_RE = re.compile(r"""\s+or\s+(?=(?:[^"']|"[^"]*"|'[^']*')*$)""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """Conditions joined by `or`: holds when any of them does."""
+
+    alternatives: tuple[Condition, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Clause:
+        if not isinstance(text, str) or not text.strip():
+            raise ConditionError("a condition is a non-empty string like `value > 50`")
+        if len(text) > MAX_CONDITION_CHARS:
+            raise ConditionError(f"a condition is at most {MAX_CONDITION_CHARS} characters")
+        return cls(tuple(Condition.parse(part) for part in _OR_RE.split(text)))
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset(c.field for c in self.alternatives)
+
+    def holds(self, values: Mapping[str, Any]) -> bool:
+        return any(c.holds(values) for c in self.alternatives)
+
+    def __str__(self) -> str:
+        return " or ".join(map(str, self.alternatives))
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -146,7 +175,9 @@ def _equal(actual: Any, expected: Any) -> bool:
     return isinstance(actual, str) and actual == expected
 
 
-def flatten(document: Any, prefix: str = "", depth: int = 0, out: dict[str, Any] | None = None) -> dict[str, Any]:
+def flatten(
+    document: Any, prefix: str = "", depth: int = 0, out: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`{"a": {"b": 1}}` -> `{"a.b": 1}` (keys lowercased, 8 levels at most): what FIELD names."""
     out = {} if out is None else out
     if isinstance(document, Mapping) and depth < 8:

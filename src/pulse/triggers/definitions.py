@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from pulse.triggers.conditions import Condition, ConditionError
+from pulse.triggers.conditions import Clause, ConditionError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 EVENT_PATTERN = r"^[a-z0-9_]{1,100}$"
@@ -97,13 +97,13 @@ def _conditions(value: Any) -> Any:
     if not isinstance(value, list):
         raise ValueError("conditions are a list of strings like `value > 50`")
     try:
-        return [v if isinstance(v, Condition) else Condition.parse(v) for v in value]
+        return [v if isinstance(v, Clause) else Clause.parse(v) for v in value]
     except ConditionError as error:
         raise ValueError(str(error)) from None
 
 
 Conditions = Annotated[
-    list[Condition],
+    list[Clause],
     BeforeValidator(_conditions),
     PlainSerializer(lambda cs: [str(c) for c in cs], return_type=list[str]),
 ]
@@ -181,11 +181,11 @@ class TriggerDefinition(_Strict):
 
     @field_validator("conditions")
     @classmethod
-    def _known_features(cls, conditions: list[Condition]) -> list[Condition]:
-        for condition in conditions:
-            if condition.field not in FEATURE_FIELDS:
+    def _known_features(cls, conditions: list[Clause]) -> list[Clause]:
+        for field in {f for clause in conditions for f in clause.fields}:
+            if field not in FEATURE_FIELDS:
                 raise ValueError(
-                    f"unknown feature {condition.field!r}: use a score ({', '.join(sorted(SCORE_FIELDS)[:4])}, "
+                    f"unknown feature {field!r}: use a score ({', '.join(sorted(SCORE_FIELDS)[:4])}, "
                     f"...), a real-time feature ({', '.join(sorted(REALTIME_FIELDS))}) or a customer "
                     "attribute of marts.customers"
                 )
@@ -214,7 +214,7 @@ class TriggerDefinition(_Strict):
     @property
     def features(self) -> frozenset[str]:
         """The feature fields this trigger reads (conditions and payload)."""
-        fields = {c.field for c in self.conditions}
+        fields = {f for clause in self.conditions for f in clause.fields}
         fields |= {s for s in self.payload.values() if s in FEATURE_FIELDS}
         return frozenset(fields)
 

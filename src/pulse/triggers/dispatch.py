@@ -144,9 +144,9 @@ class Dispatcher:
             outcome = by_key[t["timer_key"]]
             if outcome.accepted:
                 fired.append((t, outcome))
-            elif (outcome.http_status is None or outcome.http_status == 429 or outcome.http_status >= 500) and (
-                t["attempts"] + 1 < MAX_ATTEMPTS
-            ):
+            elif (
+                outcome.http_status is None or outcome.http_status == 429 or outcome.http_status >= 500
+            ) and (t["attempts"] + 1 < MAX_ATTEMPTS):
                 retry.append((t, outcome))
             else:
                 failed.append((t, outcome))

@@ -17,7 +17,7 @@ some trigger names and hands them to a thread, so neither the request nor the wr
 
 Consent for real-time decisions: the entry event's own `context.consent.categoryPreferences` (the
 freshest signal, free to read); when the event carries none, the customer's row in
-`marts.customer_consent` (if that mart exists); otherwise `PULSE_TRIGGERS_CONSENT_DEFAULT` (deny).
+`marts.customer_consent` (if that mart exists); otherwise `PULSE_CONSENT_DEFAULT` (deny), as for syncs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from psycopg.types.json import Jsonb
 from pulse.triggers.conditions import flatten
 from pulse.triggers.definitions import (
     CUSTOMER_FIELDS,
-    REALTIME_FIELDS,
     SCORE_FIELDS,
     TriggerDefinition,
     holdout_bucket,
@@ -235,10 +234,7 @@ class TriggerEngine:
         cancel_by_event: Mapping[str, list[Trigger]],
         now: datetime,
     ) -> None:
-        rows = [
-            (r["event_id"], r["user_id"], r["event_name"], _utc(r["event_at"]))
-            for r in signals
-        ]
+        rows = [(r["event_id"], r["user_id"], r["event_name"], _utc(r["event_at"])) for r in signals]
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into activation.trigger_signals (event_id, customer_id, event_name, event_at) "
@@ -302,9 +298,7 @@ class TriggerEngine:
     ) -> int:
         keys = [f"{t.name}:{r['user_id']}:{r['event_id']}" for t, r in entries]
         with conn.cursor() as cur:
-            cur.execute(
-                "select timer_key from activation.trigger_timers where timer_key = any(%s)", (keys,)
-            )
+            cur.execute("select timer_key from activation.trigger_timers where timer_key = any(%s)", (keys,))
             seen = {row[0] for row in cur.fetchall()}
         todo = [(k, t, r) for k, (t, r) in zip(keys, entries, strict=True) if k not in seen]
         if not todo:
@@ -352,7 +346,15 @@ class TriggerEngine:
             self._log(
                 cur,
                 [
-                    (d.timer_key, d.trigger, d.customer_id, d.entry_event_id, d.action, d.reason, d.entry_event_id)
+                    (
+                        d.timer_key,
+                        d.trigger,
+                        d.customer_id,
+                        d.entry_event_id,
+                        d.action,
+                        d.reason,
+                        d.entry_event_id,
+                    )
                     for d in decisions
                 ],
             )
@@ -396,7 +398,9 @@ class TriggerEngine:
         if trigger.status != "active":
             return suppress("suppressed_paused", "the trigger is paused")
         if entry_at < now - wait - grace - MAX_ENTRY_LAG:
-            return suppress("suppressed_condition", f"entry event is stale (older than the wait + {MAX_ENTRY_LAG})")
+            return suppress(
+                "suppressed_condition", f"entry event is stale (older than the wait + {MAX_ENTRY_LAG})"
+            )
         if d.consent:
             category = d.consent.lower()
             own = event_consent(_json(record.get("context")))
@@ -416,7 +420,8 @@ class TriggerEngine:
             recent = [at for at in caps.get((d.name, customer), []) if window_start < at <= entry_at]
             if len(recent) >= d.frequency_cap.max:
                 return suppress(
-                    "suppressed_cap", f"{len(recent)} entries within {d.frequency_cap.per} (cap {d.frequency_cap.max})"
+                    "suppressed_cap",
+                    f"{len(recent)} entries within {d.frequency_cap.per} (cap {d.frequency_cap.max})",
                 )
         for event_id, name, at in prior_signals.get(customer, []):
             if name in d.cancel_events and entry_at < at <= decision.wait_until:
@@ -488,7 +493,11 @@ class TriggerEngine:
     ) -> dict[str, dict[str, bool]]:
         """marts.customer_consent for customers whose entry event carries no consent object."""
         need = sorted(
-            {r["user_id"] for _, t, r in todo if t.definition.consent and not event_consent(_json(r.get("context")))}
+            {
+                r["user_id"]
+                for _, t, r in todo
+                if t.definition.consent and not event_consent(_json(r.get("context")))
+            }
         )
         if not need:
             return {}
@@ -505,7 +514,9 @@ class TriggerEngine:
                     (need,),
                 ).fetchall()
         except psycopg.errors.UndefinedColumn:
-            log.warning("marts.customer_consent has no (customer_id, category, is_granted); using the default")
+            log.warning(
+                "marts.customer_consent has no (customer_id, category, is_granted); using the default"
+            )
             return {}
         for customer, category, granted in rows:
             if isinstance(granted, bool):
@@ -567,7 +578,10 @@ class TriggerEngine:
         if not names:
             return 0
         read = 0
-        with psycopg.connect(self.url) as reader, reader.cursor(name="pulse_trigger_catch_up", row_factory=dict_row) as cur:
+        with (
+            psycopg.connect(self.url) as reader,
+            reader.cursor(name="pulse_trigger_catch_up", row_factory=dict_row) as cur,
+        ):
             cur.itersize = chunk
             cur.execute(
                 """select event_id, event_type, event_name, user_id, anonymous_id, event_at, received_at,
@@ -585,7 +599,11 @@ class TriggerEngine:
 
     def prune_signals(self) -> None:
         longest = max(
-            (t.definition.wait.duration + t.definition.wait.grace for t in self.triggers() if t.definition.wait),
+            (
+                t.definition.wait.duration + t.definition.wait.grace
+                for t in self.triggers()
+                if t.definition.wait
+            ),
             default=timedelta(0),
         )
         self.connection().execute(
