@@ -352,6 +352,46 @@ def audiences(
 
 
 @app.command()
+def sync(
+    name: str | None = typer.Argument(
+        None, help="The sync to run (campaigns/syncs/NAME.yml); all enabled if unset."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan and the first requests (identifiers hashed); send nothing."
+    ),
+) -> None:
+    """Push audiences to their destinations (campaigns/syncs/*.yml): the diff since the last successful
+    state, logged in activation.sync_runs / activation.sync_records."""
+    import json
+
+    from pulse.activation.engine import SyncError, run_syncs
+    from pulse.activation.syncs import SyncConfigError
+
+    try:
+        with console.status("syncing" if not dry_run else "planning"):
+            results = run_syncs(name, dry_run=dry_run, settings=get_settings())
+    except (SyncConfigError, SyncError) as error:
+        _fail(str(error))
+    table = Table(title="Syncs (dry run: nothing sent)" if dry_run else "Syncs")
+    columns = ("sync", "status", "adds", "removes", "updates", "skipped consent", "skipped other")
+    columns += () if dry_run else ("accepted", "rejected", "retried", "dead-lettered")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("sync", "status") else "right")
+    for r in results:
+        c = r.counts
+        row = [r.sync, r.status, c.adds, c.removes, c.updates, c.skipped_consent, c.skipped_other]
+        row += [] if dry_run else [c.accepted, c.rejected, c.retried, c.dead_lettered]
+        table.add_row(*(v if isinstance(v, str) else f"{v:,}" for v in row))
+    out.print(table)
+    for r in results:
+        for i, request in enumerate(r.previews, 1):
+            out.print(f"[bold]{r.sync}[/] request {i}:")
+            out.print(json.dumps(request, indent=2, default=str), highlight=False, soft_wrap=True)
+    if any(r.status in ("partial", "failed") for r in results):
+        console.print("some rows were rejected: see activation.sync_records (status = 'rejected')")
+
+
+@app.command()
 def report(
     html: bool = typer.Option(
         True, "--html/--no-html", help="Also write the HTML report (plots and tables) to PULSE_HOME/reports/."
