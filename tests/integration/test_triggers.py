@@ -277,3 +277,40 @@ def test_replay_after_a_crash_evaluates_each_event_once(settings, setup, vendor)
     assert eng.catch_up() == 5
     assert timers(settings) == {f"c{i}": "pending" for i in range(5)}
     assert actions(settings).count(("c0", "entered")) == 1
+
+
+def test_lift_readout_compares_fired_with_held_out(settings, setup, vendor):
+    from pulse.triggers.readout import read_out_trigger_lift
+
+    eng, dispatcher = setup(trigger(holdout_pct=50, outcome={"event": "order_completed", "window": "1d"}))
+    customers = [f"c{i:03d}" for i in range(100)]
+    eng.process([event("checkout_started", c, T0, value=80) for c in customers])
+    due = T0 + timedelta(minutes=30, seconds=5)
+    dispatcher.run_once(now=due)
+    holdout = {c for c in customers if holdout_bucket("abandoned", c) < 50}
+    # Every treatment customer orders an hour after the message; no holdout customer does; one order
+    # outside the window (two days later) does not count.
+    with psycopg.connect(warehouse_url(settings)) as conn:
+        for c in [*sorted(set(customers) - holdout), sorted(holdout)[0]]:
+            at = due + (timedelta(hours=1) if c not in holdout else timedelta(days=2))
+            conn.execute(
+                "insert into raw.events (event_id, event_type, event_name, user_id, event_at, received_at, "
+                "properties, source) values (%s, 'track', 'order_completed', %s, %s, %s, "
+                """'{"revenue": 40.0}', 'test')""",
+                (f"o-{c}", c, at, at),
+            )
+    assert read_out_trigger_lift(settings, now=due + timedelta(hours=12)) == 0  # window not over yet
+    assert read_out_trigger_lift(settings, now=due + timedelta(days=3)) == 1
+    with psycopg.connect(warehouse_url(settings)) as conn:
+        row = conn.execute(
+            "select treatment_customers, holdout_customers, treatment_conversion, holdout_conversion, "
+            "absolute_lift, treatment_revenue from activation.trigger_lift"
+        ).fetchone()
+    assert row == (len(customers) - len(holdout), len(holdout), 1.0, 0.0, 1.0, 40.0)
+    # The HTML report's triggers section shows the state and the readout.
+    from pulse.reporting import write_report
+
+    html = write_report(settings).read_text()
+    section = html[html.index('<section id="triggers">') :]
+    section = section[: section.index("</section>")]
+    assert "abandoned" in section and "activation.trigger_lift" in section and "held_out" in section

@@ -65,6 +65,9 @@ class ReportData:
     drift: pd.DataFrame  # model_name, run_id, as_of, variable, psi, is_drifted
     missing: set[str] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)
+    triggers: pd.DataFrame = field(default_factory=pd.DataFrame)  # state and timers by status per trigger
+    trigger_actions: pd.DataFrame = field(default_factory=pd.DataFrame)  # trigger, day, action, count
+    trigger_lift: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 RUNS_SQL = """
@@ -252,7 +255,11 @@ def load(conn: Connection) -> ReportData:
     elif not table_exists(conn, "ml.score_drift"):
         missing.add("ml.score_drift")
 
+    triggers, trigger_actions, trigger_lift = _triggers(conn, missing)
     return ReportData(
+        triggers=triggers,
+        trigger_actions=trigger_actions,
+        trigger_lift=trigger_lift,
         runs=runs,
         scalars=scalars,
         deciles=deciles,
@@ -269,6 +276,44 @@ def load(conn: Connection) -> ReportData:
         missing=missing,
         notes=notes,
     )
+
+
+TRIGGERS_SQL = """
+select d.trigger_name, d.status, d.definition -> 'entry' ->> 'event' as entry_event,
+       (d.definition -> 'wait' ->> 'duration')::integer as wait_seconds,
+       (d.definition ->> 'holdout_pct')::integer as holdout_pct,
+       count(*) filter (where t.status = 'pending') as pending,
+       count(*) filter (where t.status = 'fired') as fired,
+       count(*) filter (where t.status = 'held_out') as held_out,
+       count(*) filter (where t.status = 'cancelled') as cancelled,
+       count(*) filter (where t.status = 'suppressed') as suppressed,
+       count(*) filter (where t.status = 'failed') as failed
+from activation.trigger_definitions d
+left join activation.trigger_timers t using (trigger_name)
+group by 1, 2, 3, 4, 5 order by 1
+"""
+TRIGGER_ACTIONS_SQL = """
+select trigger_name, date_trunc('day', logged_at) as day, action, count(*) as events
+from activation.trigger_events
+where logged_at >= now() - interval '30 days'
+group by 1, 2, 3 order by 1, 2, 3
+"""
+
+
+def _triggers(conn: Connection, missing: set[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Real-time triggers: state per trigger, the last 30 days of the log, and the lift readout."""
+    frames = []
+    for table, sql in (
+        ("activation.trigger_definitions", TRIGGERS_SQL),
+        ("activation.trigger_events", TRIGGER_ACTIONS_SQL),
+        ("activation.trigger_lift", "select * from activation.trigger_lift order by trigger_name"),
+    ):
+        if table_exists(conn, table) and table_exists(conn, "activation.trigger_timers"):
+            frames.append(_frame(conn, sql))
+        else:
+            missing.add(table)
+            frames.append(pd.DataFrame())
+    return frames[0], frames[1], frames[2]
 
 
 def roc_points(data: ReportData) -> pd.DataFrame:

@@ -267,6 +267,36 @@ def _lift(data: ReportData) -> Section:
     return section
 
 
+def _triggers(data: ReportData) -> Section:
+    section = Section(
+        "triggers",
+        "Triggered campaigns",
+        "Real-time triggers (campaigns/triggers/): each trigger's state and timers by outcome "
+        "(activation.trigger_timers), what happened per day (activation.trigger_events) and, once outcome "
+        "windows have passed, treatment (fired) against holdout (held out) conversion with 95% intervals "
+        "(activation.trigger_lift, `pulse triggers readout`), read as the audiences' lift above.",
+    )
+    if data.triggers.empty:
+        section.unavailable = _missing(data, "activation.trigger_definitions")
+        return section
+    section.tables.append(("Triggers and their timers", _table(data.triggers)))
+    if not data.trigger_actions.empty:
+        wide = data.trigger_actions.pivot_table(
+            index=["trigger_name", "day"], columns="action", values="events", fill_value=0
+        ).reset_index()
+        section.tables.append(("activation.trigger_events per day (last 30 days)", _table(wide)))
+    if not data.trigger_lift.empty:
+        section.tables.append(
+            (
+                "activation.trigger_lift",
+                _table(data.trigger_lift.drop(columns=["measured_at"], errors="ignore")),
+            )
+        )
+    else:
+        section.text += " No lift readout yet (no trigger has both groups past their outcome window)."
+    return section
+
+
 def _drift(data: ReportData) -> Section:
     section = Section(
         "drift",
@@ -299,6 +329,7 @@ def build_sections(data: ReportData) -> list[Section]:
         _segments(data),
         _audiences(data),
         _lift(data),
+        _triggers(data),
         _drift(data),
     ]
 
