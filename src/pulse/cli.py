@@ -362,8 +362,6 @@ def sync(
 ) -> None:
     """Push audiences to their destinations (campaigns/syncs/*.yml): the diff since the last successful
     state, logged in activation.sync_runs / activation.sync_records."""
-    import json
-
     from pulse.activation.engine import SyncError, run_syncs
     from pulse.activation.syncs import SyncConfigError
 
@@ -372,6 +370,13 @@ def sync(
             results = run_syncs(name, dry_run=dry_run, settings=get_settings())
     except (SyncConfigError, SyncError) as error:
         _fail(str(error))
+    _print_syncs(results, dry_run)
+
+
+def _print_syncs(results, dry_run: bool) -> None:
+    """The runs as a table, then the dry run's first requests."""
+    import json
+
     table = Table(title="Syncs (dry run: nothing sent)" if dry_run else "Syncs")
     columns = ("sync", "status", "adds", "removes", "updates", "skipped consent", "skipped other")
     columns += () if dry_run else ("accepted", "rejected", "retried", "dead-lettered")
@@ -481,8 +486,26 @@ def demo(
     train(truth=sim_dir / "truth.csv", task=None)
     score()
     audiences(dry_run=False, export=settings.home_dir / "exports")
+    _demo_syncs(settings)
     console.rule("[bold]Results")
     report(html=True)
+
+
+def _demo_syncs(settings) -> None:
+    """Run the file-drop syncs (the shipped campaigns/syncs/*_file.yml) from scratch, so the run log and
+    PULSE_HOME/exports/syncs/ show what activation does; syncs to other destinations are left alone."""
+    from pulse.activation.engine import SyncError, run_syncs
+    from pulse.activation.syncs import SyncConfigError
+
+    try:
+        with console.status("syncing audiences to files"):
+            results = run_syncs(settings=settings, kinds=frozenset({"file_drop"}), fresh=True)
+    except (SyncConfigError, SyncError) as error:
+        _fail(str(error))
+    _print_syncs(results, dry_run=False)
+    console.print(
+        f"sync files: {settings.home_dir / 'exports' / 'syncs'}; run log: activation.sync_runs, activation.sync_records"
+    )
 
 
 @app.command()

@@ -401,9 +401,15 @@ def _hash_id(customer_id: str) -> str:
 
 
 def run_syncs(
-    name: str | None = None, dry_run: bool = False, settings: Settings | None = None
+    name: str | None = None,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+    kinds: frozenset[str] | None = None,
+    fresh: bool = False,
 ) -> list[SyncResult]:
-    """Validate and store every sync in campaigns/syncs/, then run `name` (or every enabled one)."""
+    """Validate and store every sync in campaigns/syncs/, then run `name` (or every enabled one; only
+    those with a destination of `kinds` when given). `fresh`: forget what the chosen syncs delivered
+    before, so their first run sends every member again (`pulse demo`, whose audiences start over)."""
     settings = settings or get_settings()
     syncs = load_syncs(syncs_dir(settings))
     store_syncs(syncs, settings)
@@ -412,7 +418,14 @@ def run_syncs(
         if not chosen:
             raise SyncError(f"no sync named {name!r}; defined: {', '.join(s.name for s in syncs) or 'none'}")
     else:
-        chosen = [s for s in syncs if s.enabled]
+        chosen = [s for s in syncs if s.enabled and (kinds is None or s.kind in kinds)]
+    if fresh and chosen:
+        with engine(settings).begin() as conn:
+            for table in ("activation.sync_state", "activation.sync_failures"):
+                conn.execute(
+                    sa.text(f"delete from {table} where sync_name = any(:names)"),
+                    {"names": [s.name for s in chosen]},
+                )
     return [run_sync(s, settings, dry_run=dry_run) for s in chosen]
 
 
