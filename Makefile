@@ -44,7 +44,7 @@ $(CHROMIUM) $(DOCKER_COMPOSE):
 airflow: $(STAMP) ## Start Airflow (standalone) with Pulse's DAGs; prints the UI address and login
 	$(BIN)/pulse airflow
 
-test-fast: $(STAMP) ## Unit tests only (no end-to-end runs)
+test-fast: $(STAMP) ## Every test but the end-to-end runs (unit, integration, DAGs)
 	$(BIN)/python -m pytest -m "not e2e" -n $(WORKERS)
 
 lint: $(STAMP) ## ruff lint + format check, sqlfluff on the dbt models

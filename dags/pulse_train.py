@@ -1,9 +1,11 @@
 """
 ### pulse_train
 
-Weekly (Mondays 04:00 UTC) and on demand (trigger it from the UI): trains the purchase-propensity model
-on a time split of the point-in-time feature snapshots (Feast offline store), records the run and its
-holdout metrics in `ml.model_runs` / `ml.model_metrics` and makes it the champion.
+Weekly (Mondays 04:00 UTC) and on demand (trigger it from the UI): trains every prediction task
+(`pulse.modeling.tasks`) on a rolling time-split backtest of the point-in-time feature snapshots (Feast
+offline store), with BG/NBD beside the candidates, and records every run and its metrics in
+`ml.model_runs` / `ml.model_metrics`. A challenger replaces a task's champion only when it beats it by a
+margin; a task without enough data keeps a baseline champion and the run says why.
 
 Trains once per data interval: a re-run of an interval that already has its model (a retry, a cleared
 task) returns that model and changes nothing. A manual trigger is a new interval, so it always trains.

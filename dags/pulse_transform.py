@@ -6,7 +6,9 @@ per model, each a `dbt build` of that model and its data tests (dbt's unit tests
 production), in dependency order, so the graph shows each
 model and a failing test stops only what depends on it. The graph is rendered from the manifest
 `dbt parse` writes (`LoadMode.DBT_MANIFEST`; re-made automatically when a model changes), not by running
-dbt at every parse. The marts are tables rebuilt from `raw.events`, so a re-run gives identical tables.
+dbt at every parse. The heavy models are incremental: each build processes the events loaded since the
+last one (plus a lookback for late commits), so a re-run of a window adds nothing and leaves the tables
+identical.
 
 `profiles.yml` reads `PULSE_PG_*`, which each task derives from the warehouse connection just before
 dbt starts. Ends by checking the marts the next steps read, then emits `pulse_marts`

@@ -130,6 +130,21 @@ def test_phones_are_normalised_to_e164_before_hashing(raw, e164):
     assert hash_phone(raw) == sha256(e164)
 
 
+def test_phone_region_comes_from_the_settings_dotenv(tmp_path, monkeypatch):
+    from pulse.events.pii import default_phone_region, normalise_phone
+
+    monkeypatch.delenv("PULSE_PHONE_REGION", raising=False)
+    (tmp_path / ".env").write_text("PULSE_PHONE_REGION=GB\n")
+    monkeypatch.chdir(tmp_path)
+    default_phone_region.cache_clear()
+    normalise_phone.cache_clear()
+    try:
+        assert normalise_phone("020 7946 0958") == "+442079460958"
+    finally:
+        default_phone_region.cache_clear()
+        normalise_phone.cache_clear()
+
+
 def test_pii_key_spellings_and_email_values_are_hashed():
     row = event(
         type="identify",

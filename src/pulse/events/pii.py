@@ -18,7 +18,6 @@ What is hashed:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from functools import lru_cache
 from typing import Any
@@ -31,7 +30,14 @@ PHONE_KEYS = frozenset(
     {"phone", "phonenumber", "mobile", "mobilephone", "mobilenumber", "tel", "telephone", "cellphone"}
 )
 
-DEFAULT_PHONE_REGION = os.environ.get("PULSE_PHONE_REGION", "US")
+
+@lru_cache(maxsize=1)
+def default_phone_region() -> str:
+    """`PULSE_PHONE_REGION` from the settings object (environment or `.env`), read once per process."""
+    from pulse.config import get_settings
+
+    return get_settings().phone_region
+
 
 EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _EMAIL_FULL_RE = re.compile(r"\s*" + EMAIL_RE.pattern + r"\s*")
@@ -60,7 +66,7 @@ def normalise_phone(value: str, region: str | None = None) -> str:
 
     text = value.strip()
     try:
-        parsed = phonenumbers.parse(text, region or DEFAULT_PHONE_REGION)
+        parsed = phonenumbers.parse(text, region or default_phone_region())
         if phonenumbers.is_possible_number(parsed):
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
