@@ -17,6 +17,7 @@ preferences as (
         events.user_id,
         events.anonymous_id,
         events.event_at,
+        events.loaded_at,
         preference.key as category,
         preference.value as granted
     from events
@@ -38,6 +39,7 @@ final as (
         user_id,
         anonymous_id,
         event_at,
+        loaded_at,
         category,
         granted::text::boolean as is_granted
     from preferences
