@@ -19,7 +19,8 @@ Calls: `pulse.activation.engine.sync_names`, `pulse.activation.engine.run_syncs`
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from pulse_airflow import AUDIENCES, DEFAULT_ARGS, START_DATE, TAGS
+
+from pulse.dag_support import AUDIENCES, DEFAULT_ARGS, START_DATE, TAGS
 
 
 @dag(

@@ -13,7 +13,8 @@ Calls: `pulse.pipeline.materialize_features` (the CLI equivalent is `pulse featu
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from pulse_airflow import DEFAULT_ARGS, MARTS, ONLINE_FEATURES, START_DATE, TAGS, data_window, publish
+
+from pulse.dag_support import DEFAULT_ARGS, MARTS, ONLINE_FEATURES, START_DATE, TAGS, data_window, publish
 
 
 @dag(

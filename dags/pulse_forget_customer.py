@@ -27,7 +27,8 @@ Calls: `pulse.forget` (the CLI equivalent is `pulse forget CUSTOMER_ID` or `puls
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from pulse_airflow import DEFAULT_ARGS, START_DATE, TAGS
+
+from pulse.dag_support import DEFAULT_ARGS, START_DATE, TAGS
 
 
 @dag(

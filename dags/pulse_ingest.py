@@ -15,7 +15,8 @@ Calls: `pulse.pipeline.ingest_window` (the CLI equivalent is `pulse ingest PATH`
 from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from pulse_airflow import DEFAULT_ARGS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
+
+from pulse.dag_support import DEFAULT_ARGS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
 
 
 @dag(

@@ -18,7 +18,8 @@ Calls: `pulse.pipeline.score_customers`, `pulse.pipeline.build_audiences`, `puls
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from pulse_airflow import (
+
+from pulse.dag_support import (
     AUDIENCES,
     DEFAULT_ARGS,
     MODEL,

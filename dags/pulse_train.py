@@ -18,7 +18,8 @@ Calls: `pulse.pipeline.train_window` (the CLI equivalent is `pulse train`).
 from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from pulse_airflow import DEFAULT_ARGS, MODEL, START_DATE, TAGS, data_window, publish
+
+from pulse.dag_support import DEFAULT_ARGS, MODEL, START_DATE, TAGS, data_window, publish
 
 
 @dag(

@@ -25,11 +25,10 @@ from pathlib import Path
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
-from pulse_airflow import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
 
 from pulse.config import get_settings
-from pulse.pipeline import AFTER_SCORING_DBT_SELECTOR, dbt_manifest
-from pulse.transform import PRODUCTION_EXCLUDES_ENV
+from pulse.dag_support import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
+from pulse.transform import PRODUCTION_EXCLUDE_SELECTORS, PRODUCTION_EXCLUDES_ENV, dbt_manifest
 
 _settings = get_settings()
 DBT_DIR = _settings.project_dir / "dbt_project"
@@ -60,7 +59,7 @@ def pulse_transform():
             # A test over two models (e.g. `relationships`) runs in its own task once both are built.
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,  # Pulse emits its own Assets, with the data window
-            exclude=[AFTER_SCORING_DBT_SELECTOR],  # the audience models, built after scoring
+            exclude=PRODUCTION_EXCLUDE_SELECTORS,  # as `pulse build`: the audience models come after scoring
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,

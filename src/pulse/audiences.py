@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pulse.config import Settings, get_settings
 from pulse.db import engine
-from pulse.transform import compiled_sql, run_dbt
+from pulse.transform import AUDIENCES_SELECTOR, compiled_sql, run_dbt
 
-AUDIENCE_SELECTOR = "tag:audiences"
+AUDIENCE_SELECTOR = AUDIENCES_SELECTOR
 Z_95 = 1.959964
 
 

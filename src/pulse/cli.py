@@ -519,7 +519,7 @@ def airflow(
     """Start Airflow (standalone) with Pulse's DAGs and plugins; print the UI address and login. Ctrl-C stops it."""
     import signal
 
-    from pulse.pipeline import AIRFLOW_USER, start_airflow
+    from pulse.local_airflow import AIRFLOW_USER, start_airflow
 
     settings = get_settings()
     with console.status("starting Airflow (first start migrates its database: about a minute)"):

@@ -1,10 +1,15 @@
-"""Run dbt against the warehouse (`pulse build`)."""
+"""Run dbt against the warehouse (`pulse build`), and what defines a production build.
+
+Also makes the dbt manifest the Airflow transform DAG is rendered from (`dbt_manifest`).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +26,11 @@ QUIET_ENV = {
 }
 
 
-# What a production build (`pulse build`, the transform DAG, the warehouse benchmark) leaves out: dbt's
-# unit tests. They check the models' SQL on fixed rows, which no run's data can change, so they belong in
+# What a production build (`pulse build`, the transform DAG) leaves out. The audience models (tag
+# `audiences`) read the scores, so `pulse audiences` builds them after scoring.
+AUDIENCES_SELECTOR = "tag:audiences"
+PRODUCTION_EXCLUDE_SELECTORS = [AUDIENCES_SELECTOR]
+# And dbt's unit tests (also left out by the warehouse benchmark). They check the models' SQL on fixed rows, which no run's data can change, so they belong in
 # development and CI (dbt's own guidance): the integration tests (`make test`) build with them. The data
 # tests, which check the data each run writes, always run.
 PRODUCTION_EXCLUDES_ENV = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
@@ -61,8 +69,13 @@ def project_dir(settings: Settings) -> Path:
 DEFAULT_ENV = {"DBT_LOG_LEVEL_FILE": "info"}
 
 
+def dbt_connection_env(settings: Settings | None = None) -> dict[str, str]:
+    """The `PULSE_PG_*` variables `dbt_project/profiles.yml` reads, for the warehouse in the settings."""
+    return ConnParts.from_url(warehouse_url(settings or get_settings())).env()
+
+
 def dbt_env(settings: Settings) -> dict[str, str]:
-    return {**DEFAULT_ENV, **os.environ, **QUIET_ENV, **ConnParts.from_url(warehouse_url(settings)).env()}
+    return {**DEFAULT_ENV, **os.environ, **QUIET_ENV, **dbt_connection_env(settings)}
 
 
 @dataclass
@@ -91,8 +104,8 @@ def run_dbt(
 
     dbt's own console output is off (`--log-level none`): progress reaches `on_progress`, failures the
     DbtError, and the full log `PULSE_HOME/dbt/logs/dbt.log`. `target/run_results.json` is written as
-    dbt would; the manifest is not (`--no-write-json`: about 0.3 s a build; `pulse.pipeline.dbt_manifest`
-    makes the one the Airflow DAG reads).
+    dbt would; the manifest is not (`--no-write-json`: about 0.3 s a build; `dbt_manifest` makes the one
+    the Airflow DAG reads).
     """
     from dbt.artifacts.schemas.run import RunExecutionResult
     from dbt.cli.main import dbtRunner
@@ -177,10 +190,10 @@ def build(
 ) -> list[DbtNodeResult]:
     """`dbt build`: every model and its tests, in dependency order (`full_refresh`: from scratch).
 
-    The audience models (tag `audiences`) read the scores, so they are built by `pulse audiences` after
-    scoring, not here; dbt's unit tests run in development and CI, not here (`PRODUCTION_EXCLUDES`).
+    A production build: without the audience models (built by `pulse audiences` after scoring) and
+    dbt's unit tests (run in development and CI); see `PRODUCTION_EXCLUDE_SELECTORS`.
     """
-    args = ["build", "--exclude", "tag:audiences", *PRODUCTION_EXCLUDES]
+    args = ["build", "--exclude", *PRODUCTION_EXCLUDE_SELECTORS, *PRODUCTION_EXCLUDES]
     return run_dbt([*args, "--full-refresh"] if full_refresh else args, settings, on_progress)
 
 
@@ -193,3 +206,61 @@ def compiled_sql(model: str, settings: Settings | None = None) -> str:
     if not matches:
         raise DbtError(f"dbt compiled no SQL for {model}")
     return matches[0].read_text()
+
+
+# --------------------------------------------------------------------------------------------------
+# The manifest the Airflow transform DAG renders its tasks from.
+# --------------------------------------------------------------------------------------------------
+
+DBT_MANIFEST_INPUTS = ("dbt_project.yml", "models", "macros", "tests", "seeds", "snapshots")
+# `dbt parse` reads the profile but never connects: these stand in when no warehouse is configured.
+_PARSE_ONLY_ENV = {"PULSE_PG_HOST": "localhost", "PULSE_PG_DBNAME": "pulse"}
+
+
+def dbt_manifest_path(settings: Settings | None = None) -> Path:
+    """Where `dbt parse` writes the manifest the Airflow transform DAG is rendered from."""
+    settings = settings or get_settings()
+    return settings.home_dir / "dbt" / "manifest" / "manifest.json"
+
+
+def _newest_input_mtime(dbt_dir: Path) -> float:
+    newest = 0.0
+    for name in DBT_MANIFEST_INPUTS:
+        root = dbt_dir / name
+        paths = [root] if root.is_file() else root.rglob("*") if root.is_dir() else []
+        for path in paths:
+            if path.is_file():
+                newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def dbt_manifest(settings: Settings | None = None, force: bool = False) -> Path:
+    """The dbt manifest of `dbt_project/`, re-made with `dbt parse` when any model, macro or test is newer.
+
+    Written to a temporary target and renamed, so a DAG processor reading it never sees half a file.
+    """
+    settings = settings or get_settings()
+    manifest = dbt_manifest_path(settings)
+    dbt_dir = project_dir(settings)
+    if not force and manifest.exists() and manifest.stat().st_mtime >= _newest_input_mtime(dbt_dir):
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=manifest.parent, prefix=".parse-") as tmp:
+        env = {**_PARSE_ONLY_ENV, **os.environ, **QUIET_ENV}
+        command = [
+            dbt_executable(),
+            "parse",
+            "--project-dir",
+            str(dbt_dir),
+            "--profiles-dir",
+            str(dbt_dir),
+            "--target-path",
+            tmp,
+            "--log-path",
+            str(Path(tmp) / "logs"),
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise DbtError(f"dbt parse of {dbt_dir} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        os.replace(Path(tmp) / "manifest.json", manifest)
+    return manifest

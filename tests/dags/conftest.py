@@ -7,8 +7,8 @@ import pytest
 
 from pulse.config import PROJECT_ROOT
 
-# Pulse's DAG files import their shared Assets and callbacks from plugins/ (Airflow puts the plugins
-# folder on sys.path); set before Airflow is first imported in this process.
+# Airflow's plugins folder is the project's (as `pulse airflow` and docker-compose set it); set before
+# Airflow is first imported in this process.
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
 
 

@@ -58,7 +58,7 @@ def test_dags_are_chained_by_assets(dagbag):
 
 def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
     from pulse.config import Settings
-    from pulse.pipeline import dbt_manifest
+    from pulse.transform import dbt_manifest
 
     manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
     nodes = manifest["nodes"].values()

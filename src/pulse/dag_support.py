@@ -1,8 +1,8 @@
-"""Airflow glue shared by Pulse's DAGs: the Assets that chain them, default task arguments, the
-failure callback, the data window a run works on, and the environment hook tasks start with.
+"""What Pulse's DAG files share: the Assets that chain them, default task arguments, the failure
+callback, the data window a run works on, and the environment hook tasks start with.
 
-Business logic stays in `pulse` (importable without Airflow); this module only adapts it to Airflow.
-It is imported by every DAG file at parse time, so it imports nothing heavy at top level.
+The one module of `pulse` that imports Airflow: the step functions it adapts (`pulse.pipeline`) stay
+importable without it. Every DAG file imports it at parse time, so it imports nothing heavy at top level.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def prepare_task_env(context: Any) -> None:
             conn = None
         if conn is not None:
             os.environ["PULSE_DATABASE_URL"] = conn.get_uri()
-    from pulse.pipeline import dbt_connection_env
+    from pulse.transform import dbt_connection_env
 
     os.environ.update(dbt_connection_env())
 
