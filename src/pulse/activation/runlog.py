@@ -168,7 +168,8 @@ def finish_run(
     conn.execute(
         sa.text(
             "update activation.sync_runs set status = :status, finished_at = :at, duration_seconds = :duration, "
-            "error = :error, "
+            "error = :error, destination_size = case when kind = 'sync' then (select count(*) "
+            "from activation.sync_state s where s.sync_name = sync_runs.sync_name and s.is_present) end, "
             + ", ".join(f"{f.name} = :{f.name}" for f in fields(RunCounts))
             + " where run_id = :run_id"
         ),

@@ -68,6 +68,10 @@ class ReportData:
     triggers: pd.DataFrame = field(default_factory=pd.DataFrame)  # state and timers by status per trigger
     trigger_actions: pd.DataFrame = field(default_factory=pd.DataFrame)  # trigger, day, action, count
     trigger_lift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sync_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # the latest runs of syncs and triggers
+    sync_delivery: pd.DataFrame = field(default_factory=pd.DataFrame)  # per sync: sent, accepted, rate
+    sync_rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # per sync and reason: rows
+    sync_sizes: pd.DataFrame = field(default_factory=pd.DataFrame)  # sync_name, finished_at, destination_size
 
 
 RUNS_SQL = """
@@ -256,7 +260,12 @@ def load(conn: Connection) -> ReportData:
         missing.add("ml.score_drift")
 
     triggers, trigger_actions, trigger_lift = _triggers(conn, missing)
+    sync_runs, sync_delivery, sync_rejects, sync_sizes = _activation(conn, missing)
     return ReportData(
+        sync_runs=sync_runs,
+        sync_delivery=sync_delivery,
+        sync_rejects=sync_rejects,
+        sync_sizes=sync_sizes,
         triggers=triggers,
         trigger_actions=trigger_actions,
         trigger_lift=trigger_lift,
@@ -314,6 +323,51 @@ def _triggers(conn: Connection, missing: set[str]) -> tuple[pd.DataFrame, pd.Dat
             missing.add(table)
             frames.append(pd.DataFrame())
     return frames[0], frames[1], frames[2]
+
+
+SYNC_RUNS_SQL = """
+select run_id, sync_name, kind, destination, mode, status, started_at, duration_seconds, planned, adds,
+       removes, updates, accepted, rejected, retried, skipped_consent, dead_lettered, destination_size, error
+from activation.sync_runs where not dry_run order by started_at desc limit 20
+"""
+SYNC_DELIVERY_SQL = """
+select sync_name, kind, destination, count(*) as runs, sum(sent) as sent, sum(accepted) as accepted,
+       sum(rejected) as rejected, sum(retried) as retried, sum(skipped_consent) as skipped_consent,
+       sum(accepted)::float / nullif(sum(sent), 0) as delivery_rate,
+       (array_agg(status order by started_at desc))[1] as last_status,
+       (array_agg(destination_size order by started_at desc))[1] as destination_size
+from activation.sync_runs
+where not dry_run and started_at >= now() - interval '30 days'
+group by 1, 2, 3 order by 1
+"""
+# Reasons as the destinations gave them; a reason naming a row would make a group per row, so only the
+# first 200 characters are grouped (destinations' messages put the rule first).
+SYNC_REJECTS_SQL = """
+select r.sync_name, left(coalesce(s.error, 'no reason given'), 200) as reason, s.http_status,
+       count(*) as rows, count(*) filter (where s.status = 'dead_letter') as dead_lettered,
+       max(s.last_attempt_at) as last_seen
+from activation.sync_records s join activation.sync_runs r using (run_id)
+where s.status in ('rejected', 'dead_letter') and r.started_at >= now() - interval '30 days'
+group by 1, 2, 3 order by rows desc, 1 limit 50
+"""
+SYNC_SIZES_SQL = """
+select sync_name, finished_at, destination_size from activation.sync_runs
+where kind = 'sync' and not dry_run and destination_size is not null order by sync_name, finished_at
+"""
+
+
+def _activation(conn: Connection, missing: set[str]) -> tuple[pd.DataFrame, ...]:
+    """Syncs (and triggers' deliveries): the latest runs, delivery per sync, rejects by reason, and each
+    sync's size at its destination after every run."""
+    if not table_exists(conn, "activation.sync_runs"):
+        missing.add("activation.sync_runs")
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    return (
+        _frame(conn, SYNC_RUNS_SQL),
+        _frame(conn, SYNC_DELIVERY_SQL),
+        _frame(conn, SYNC_REJECTS_SQL),
+        _frame(conn, SYNC_SIZES_SQL),
+    )
 
 
 def roc_points(data: ReportData) -> pd.DataFrame:

@@ -297,6 +297,30 @@ def _triggers(data: ReportData) -> Section:
     return section
 
 
+def _activation(data: ReportData) -> Section:
+    section = Section(
+        "activation",
+        "Activation",
+        "Audiences pushed to destinations (campaigns/syncs/, `pulse sync`) and triggers' deliveries: "
+        "delivery rate (accepted of sent rows) per sync over 30 days, rows the destinations refused grouped "
+        "by their reason (activation.sync_records), each sync's size at its destination after every run, "
+        "and the latest runs (activation.sync_runs; a run with any refused row is partial).",
+    )
+    if data.sync_runs.empty:
+        section.unavailable = _missing(data, "activation.sync_runs")
+        return section
+    _add(
+        section, "Delivery and size at the destination", plots.activation(data.sync_delivery, data.sync_sizes)
+    )
+    section.tables.append(("Delivery per sync (last 30 days)", _table(data.sync_delivery)))
+    if data.sync_rejects.empty:
+        section.text += " No row was refused in the last 30 days."
+    else:
+        section.tables.append(("Refused rows by reason (last 30 days)", _table(data.sync_rejects)))
+    section.tables.append(("Latest runs", _table(data.sync_runs.drop(columns=["run_id"]))))
+    return section
+
+
 def _drift(data: ReportData) -> Section:
     section = Section(
         "drift",
@@ -330,6 +354,7 @@ def build_sections(data: ReportData) -> list[Section]:
         _audiences(data),
         _lift(data),
         _triggers(data),
+        _activation(data),
         _drift(data),
     ]
 

@@ -392,3 +392,38 @@ def drift(drift_rows: pd.DataFrame) -> str | None:
     for ax in (time_ax, latest_ax):
         _style(ax)
     return _png(fig)
+
+
+def activation(delivery: pd.DataFrame, sizes: pd.DataFrame) -> str | None:
+    """Delivery rate per sync (accepted of sent rows) and each sync's size at its destination per run."""
+    delivery = delivery[delivery["sent"].fillna(0) > 0] if not delivery.empty else delivery
+    if delivery.empty and sizes.empty:
+        return None
+    panels = int(not delivery.empty) + int(not sizes.empty)
+    fig, axes = _figure(3.6, ncols=panels)
+    if not delivery.empty:
+        ax = axes[0]
+        rate = delivery["delivery_rate"].astype(float)
+        bars = ax.barh(delivery["sync_name"], rate, color=COLORS[0])
+        labels = [f"{r:.1%} of {int(s):,}" for r, s in zip(rate, delivery["sent"], strict=True)]
+        ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
+        ax.set_xlim(0, 1.25)
+        ax.set_title("delivery rate (accepted / sent, 30 days)", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        _style(ax)
+    if not sizes.empty:
+        ax = axes[-1]
+        for i, (name, group) in enumerate(sizes.groupby("sync_name", sort=True)):
+            ax.plot(
+                pd.to_datetime(group["finished_at"]),
+                group["destination_size"],
+                marker="o",
+                markersize=3,
+                color=COLORS[i % len(COLORS)],
+                label=name,
+            )
+        ax.set_title("customers at the destination after each run", fontsize=10)
+        ax.legend(fontsize=7)
+        _dates(ax, sizes["finished_at"])
+        _style(ax)
+    return _png(fig)

@@ -39,6 +39,9 @@ create table if not exists activation.sync_runs (
     duration_seconds double precision,
     error            text
 );
+-- Customers at the destination when the run ended (batch syncs: the sync's state; null for triggers):
+-- the report's "audience size at the destination over time". Added after the first release.
+alter table activation.sync_runs add column if not exists destination_size bigint;
 create index if not exists sync_runs_sync_idx on activation.sync_runs (sync_name, started_at desc);
 
 -- One row per planned change and what became of it.
