@@ -12,7 +12,6 @@ under PULSE_HOME.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 import msgspec
 
 from pulse.activation.destinations.base import ConfigError, Destination, Outcome, Record, all_accepted
+from pulse.csv_export import SafeCsvWriter
 
 
 class FileDropDestination(Destination):
@@ -66,10 +66,11 @@ class FileDropDestination(Destination):
         if self.format == "jsonl":
             return "".join(msgspec.json.encode(row).decode() + "\n" for row in rows)
         buffer = io.StringIO()
+        writer = SafeCsvWriter(buffer)
         if self.columns is None:
             self.columns = list(rows[0]) if rows else []
-            csv.writer(buffer).writerow(self.columns)
-        csv.DictWriter(buffer, self.columns, extrasaction="ignore").writerows(rows)
+            writer.writerow(self.columns)
+        writer.writerows([row.get(column, "") for column in self.columns] for row in rows)
         return buffer.getvalue()
 
     def send(self, batch: Sequence[Record], batch_key: str, mode: str) -> list[Outcome]:
