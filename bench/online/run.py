@@ -111,12 +111,16 @@ def bench_reads(settings, refs: list[str], customer: str, reads: int) -> tuple[l
     return feast_times, raw_times
 
 
+READ_KEY = "bench-read-key"
+
+
 async def open_loop(url: str, customers: list[str], rate: int, seconds: float) -> tuple[list[float], int]:
     import httpx
 
     latencies, errors = [], 0
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {READ_KEY}"}  # the scoring API's read key, as clients send it
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
 
         async def one(customer: str) -> None:
             nonlocal errors
@@ -249,7 +253,7 @@ def main() -> None:
             f"p99 {pct(inproc, 99):.2f} ms",
             flush=True,
         )
-        env = {"PULSE_REDIS_URL": args.redis, "PULSE_WRITE_KEY": "bench"}
+        env = {"PULSE_REDIS_URL": args.redis, "PULSE_WRITE_KEY": "bench", "PULSE_READ_KEY": READ_KEY}
         with CollectorProcess(env) as collector:
             latencies, errors = asyncio.run(open_loop(collector.url, customers, args.rate, args.seconds))
         print(

@@ -196,11 +196,16 @@ def serve(
     workers: int = typer.Option(1, help="uvicorn worker processes."),
 ) -> None:
     """Run the collector: Segment's HTTP Tracking API (/v1/batch, /v1/track, ...) into raw.events; GET /health."""
+    from pulse.collector import UnsafeToServe, check_safe_to_serve
     from pulse.collector import serve as run
 
+    try:
+        check_safe_to_serve(host, get_settings())
+    except UnsafeToServe as error:
+        _fail(str(error))
     console.print(
-        f"[green]collector[/] on http://{host}:{port} (POST /v1/batch, /v1/track, ...; GET /health); "
-        "write key from PULSE_WRITE_KEY"
+        f"[green]collector[/] on http://{host}:{port} (POST /v1/batch, /v1/track, ...; GET /health; "
+        "GET /v1/scores with PULSE_READ_KEY); write key from PULSE_WRITE_KEY"
     )
     run(host=host, port=port, workers=workers)
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WRITE_KEY = "pulse-dev-write-key"  # fine on loopback; `pulse serve` refuses it elsewhere
 
 
 class Settings(BaseSettings):
@@ -24,7 +25,14 @@ class Settings(BaseSettings):
         default=None, description="Redis URL; when set, the Feast online store is Redis instead of Postgres."
     )
     home: Path = Field(default=Path(".pulse"), description="Working directory for local state.")
-    write_key: str = Field(default="pulse-dev-write-key", description="The collector's write key.")
+    write_key: str = Field(
+        default=DEFAULT_WRITE_KEY,
+        description="The collector's write key: public (it sits in web pages), one per source.",
+    )
+    read_key: str | None = Field(
+        default=None,
+        description="Bearer token for the scoring API (GET /v1/scores); unset: nobody can read scores.",
+    )
     project_dir: Path = Field(
         default=PROJECT_ROOT, description="Where dags/, dbt_project/ and feature_repo/ live."
     )

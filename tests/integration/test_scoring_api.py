@@ -24,6 +24,7 @@ from pulse.scoring import percentiles
 from tests.integration.test_online_stores import write_snapshots
 
 KEY = "test-write-key"
+READ_KEY = "test-read-key"
 D1 = datetime(2026, 5, 1, tzinfo=UTC)
 FEATURES = ["orders_7d", "product_views_7d", "cart_adds_7d", "revenue_30d"]
 
@@ -87,8 +88,10 @@ def served(settings, tmp_path):
             "scored_at": datetime.now(UTC),
         }
     ).to_sql("scores", engine(settings), schema="ml", if_exists="append", index=False)
-    with CollectorProcess({"PULSE_WRITE_KEY": KEY}, log_path=tmp_path / "collector.log") as collector:
-        with httpx.Client(base_url=collector.url, timeout=30) as client:
+    env = {"PULSE_WRITE_KEY": KEY, "PULSE_READ_KEY": READ_KEY}
+    with CollectorProcess(env, log_path=tmp_path / "collector.log") as collector:
+        headers = {"Authorization": f"Bearer {READ_KEY}"}
+        with httpx.Client(base_url=collector.url, timeout=30, headers=headers) as client:
             yield client, frame, model, run, scores
 
 

@@ -1,14 +1,21 @@
 """The event collector: Segment's HTTP Tracking API in front of `raw.events` (`pulse serve`)."""
 
 from pulse.collector.app import create_app
+from pulse.collector.auth import UnsafeToServe, check_safe_to_serve
 from pulse.collector.writer import GroupCommitWriter, Unavailable
 
-__all__ = ["GroupCommitWriter", "Unavailable", "create_app", "serve"]
+__all__ = ["GroupCommitWriter", "Unavailable", "UnsafeToServe", "check_safe_to_serve", "create_app", "serve"]
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "warning") -> None:
-    """Run the collector with uvicorn until interrupted. Settings come from the environment."""
+    """Run the collector with uvicorn until interrupted. Settings come from the environment.
+
+    Raises `UnsafeToServe` (before binding) on a non-loopback address without real keys."""
     import uvicorn
+
+    from pulse.config import get_settings
+
+    check_safe_to_serve(host, get_settings())
 
     uvicorn.run(
         "pulse.collector.app:create_app",

@@ -22,11 +22,8 @@ Endpoints (as Segment's, so its client libraries and RudderStack's send here unc
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import gc
 import hashlib
-import hmac
 import logging
 import zlib
 from collections.abc import Sequence
@@ -41,8 +38,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pulse.collector.scores import score_routes
+from pulse.collector.auth import basic_user, same_secret
+from pulse.collector.scores import SCORES_PREFIX, score_routes
 from pulse.collector.writer import GroupCommitWriter, Hook, Unavailable
 from pulse.config import Settings, get_settings
 from pulse.db import warehouse_url
@@ -97,20 +96,6 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _basic_user(header: str | None) -> str | None:
-    if not header or not header[:6].lower() == "basic ":
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.split(":", 1)[0]
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
-
-
 async def _read_body(request: Request) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -158,9 +143,9 @@ class Collector:
             return _json(404, {"success": False, "code": "not_found", "message": "unknown endpoint"})
         received_at = utc_now()
         source = f"{SOURCE}:/v1/{call}"
-        header_user = _basic_user(request.headers.get("authorization"))
+        header_user = basic_user(request.headers.get("authorization"))
         if request.headers.get("authorization") and (
-            header_user is None or not _same(header_user, self.settings.write_key)
+            header_user is None or not same_secret(header_user, self.settings.write_key)
         ):
             return self._unauthorized()
 
@@ -183,7 +168,7 @@ class Collector:
 
         if header_user is None:
             key = document.get("writeKey") if isinstance(document, dict) else None
-            if not isinstance(key, str) or not _same(key, self.settings.write_key):
+            if not isinstance(key, str) or not same_secret(key, self.settings.write_key):
                 return self._unauthorized()
 
         try:
@@ -376,6 +361,21 @@ def _warm_up_realtime(settings: Settings) -> None:
         log.debug("real-time warm-up", exc_info=True)
 
 
+class _BrowserCors:
+    """Any origin may POST events (browsers send them with the public write key); the scoring API gets
+    no CORS headers at all: it is read server-side with a secret key, never from a page."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["POST"], allow_headers=["*"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(SCORES_PREFIX):
+            await self.app(scope, receive, send)
+        else:
+            await self.cors(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> Starlette:
     """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
     settings = settings or get_settings()
@@ -412,15 +412,7 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
         Route("/health", collector.health, methods=["GET"]),
         *score_routes(settings),  # GET /v1/scores/{customer_id}
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        middleware=[
-            Middleware(
-                CORSMiddleware, allow_origins=["*"], allow_methods=["POST", "GET"], allow_headers=["*"]
-            )
-        ],
-    )
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_BrowserCors)])
     app.state.collector = collector
     app.state.triggers = triggers
     return app

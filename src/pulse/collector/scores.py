@@ -12,6 +12,7 @@
   run has been batch-scored.
 - The model is loaded once and kept; every `check_seconds` (5 s) one small query compares the champion's
   run id (and its latest scoring) with what is loaded, and a new champion is loaded on the next request.
+- Auth: `Authorization: Bearer <PULSE_READ_KEY>`, else 401 (scores are about people; no CORS here).
 - Errors: unknown customer (no online features for the model) 404 `unknown_customer`; a model name with
   no champion 404 `no_model`; a BG/NBD baseline champion needs order history, which the online store does
   not hold: 409 `needs_order_history` (use `ml.scores` from `pulse score` for that model).
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pulse.collector.auth import bearer_token, same_secret
 from pulse.config import Settings
 
 DEFAULT_MODEL = "purchase_propensity"
@@ -284,11 +286,24 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(_encode(body), status_code=status, media_type="application/json")
 
 
+SCORES_PREFIX = "/v1/scores/"
+
+
 def score_routes(settings: Settings) -> list[Route]:
-    """The scoring API's routes, for the collector app (`pulse serve`)."""
+    """The scoring API's routes, for the collector app (`pulse serve`): bearer `PULSE_READ_KEY` only."""
     scorer = Scorer(settings)
+    read_key = settings.read_key
 
     async def get_score(request: Request) -> Response:
+        if not same_secret(bearer_token(request.headers.get("authorization")), read_key):
+            return Response(
+                _encode(
+                    {"success": False, "code": "unauthorized", "message": "a valid read key is required"}
+                ),
+                status_code=401,
+                media_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="pulse-scores"'},
+            )
         customer_id = request.path_params["customer_id"]
         name = request.query_params.get("model", DEFAULT_MODEL)
         try:
@@ -302,6 +317,6 @@ def score_routes(settings: Settings) -> list[Route]:
             return _json(error.status, {"success": False, "code": error.code, "message": error.message})
         return _json(200, body)
 
-    route = Route("/v1/scores/{customer_id:str}", get_score, methods=["GET"])
+    route = Route(SCORES_PREFIX + "{customer_id:str}", get_score, methods=["GET"])
     route.scorer = scorer  # type: ignore[attr-defined] - for tests and benchmarks
     return [route]
