@@ -305,12 +305,13 @@ def train(
 def score() -> None:
     """Score every customer with each champion from online features into ml.scores; PSI drift into ml.score_drift."""
     from pulse.modeling.registry import NoChampionError
+    from pulse.modeling.signing import ModelSignatureError
     from pulse.scoring import score as run
 
     with console.status("scoring"):
         try:
             results = run(get_settings())
-        except NoChampionError as error:
+        except (NoChampionError, ModelSignatureError) as error:
             _fail(str(error))
     for result in results:
         drift = f", [red]drift in {', '.join(result.drifted)}[/]" if result.drifted else ""

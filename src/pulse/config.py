@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     read_key: str | None = Field(
         default=None,
         description="Bearer token for the scoring API (GET /v1/scores); unset: nobody can read scores.",
+    )
+    model_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key fitted models are signed with and verified by before loading (32+ characters). "
+        "Unset: a key generated into PULSE_HOME/model_signing.key.",
+    )
+    model_signing_key_previous: SecretStr | None = Field(
+        default=None, description="The key before a rotation: models it signed still load until retrained."
     )
     project_dir: Path = Field(
         default=PROJECT_ROOT, description="Where dags/, dbt_project/ and feature_repo/ live."

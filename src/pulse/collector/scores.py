@@ -198,8 +198,12 @@ class Scorer:
     def _load(self, name: str, run_id: str, as_of) -> _Loaded:
         from pulse.modeling.baseline import RfmModel
         from pulse.modeling.registry import load_run
+        from pulse.modeling.signing import ModelSignatureError
 
-        run, model = load_run(run_id, self.settings)
+        try:
+            run, model = load_run(run_id, self.settings)
+        except ModelSignatureError as error:
+            raise ScoreError(503, "model_refused", str(error)) from error
         columns = list(run.features)
         if isinstance(model, RfmModel):
             columns = [*columns, *(c for c in RFM_COLUMNS if c not in columns)]

@@ -11,9 +11,10 @@ from typing import Any
 import joblib
 import sqlalchemy as sa
 
-from pulse.config import Settings
+from pulse.config import Settings, get_settings
 from pulse.db import engine
 from pulse.modeling.evaluate import MetricRow
+from pulse.modeling.signing import sign, verify
 
 
 @dataclass
@@ -66,7 +67,12 @@ def save_runs(
             values["features"] = json.dumps(run.features)
             values["reference"] = json.dumps(run.reference)
             values["artifact"] = _dump(model) if model is not None else None
-            columns = [*_RUN_COLUMNS, "artifact"]
+            values["artifact_signature"] = (
+                sign(run.run_id, run.model_name, values["artifact"], settings or get_settings())
+                if model is not None
+                else None
+            )
+            columns = [*_RUN_COLUMNS, "artifact", "artifact_signature"]
             placeholders = ", ".join(
                 f"cast(:{c} as jsonb)" if c in ("features", "reference") else f":{c}" for c in columns
             )
@@ -93,13 +99,18 @@ def _dump(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _load(row) -> tuple[ModelRun, Any]:
+def _load(row, settings: Settings | None) -> tuple[ModelRun, Any]:
+    """The run and its fitted model; the artefact is unpickled only once its signature checks out."""
     values = {k: row[k] for k in _RUN_COLUMNS}
     for key in ("features", "reference"):
         if isinstance(values[key], str):
             values[key] = json.loads(values[key])
-    artifact = row["artifact"]
-    return ModelRun(**values), (joblib.load(io.BytesIO(bytes(artifact))) if artifact is not None else None)
+    run = ModelRun(**values)
+    if row["artifact"] is None:
+        return run, None
+    artifact = bytes(row["artifact"])
+    verify(run.run_id, run.model_name, artifact, row["artifact_signature"], settings or get_settings())
+    return run, joblib.load(io.BytesIO(artifact))
 
 
 def champion_run(model_name: str, settings: Settings | None = None) -> ModelRun | None:
@@ -108,14 +119,14 @@ def champion_run(model_name: str, settings: Settings | None = None) -> ModelRun 
         row = (
             conn.execute(
                 sa.text(
-                    f"select {', '.join(_RUN_COLUMNS)}, null as artifact from ml.model_runs where model_name = :m and is_champion"
+                    f"select {', '.join(_RUN_COLUMNS)}, null as artifact, null as artifact_signature from ml.model_runs where model_name = :m and is_champion"
                 ),
                 {"m": model_name},
             )
             .mappings()
             .first()
         )
-    return _load(row)[0] if row else None
+    return _load(row, settings)[0] if row else None
 
 
 def load_champion(model_name: str, settings: Settings | None = None) -> tuple[ModelRun, Any]:
@@ -130,7 +141,7 @@ def load_champion(model_name: str, settings: Settings | None = None) -> tuple[Mo
         )
     if row is None:
         raise NoChampionError(f"no trained '{model_name}' model yet: run `pulse train` first")
-    return _load(row)
+    return _load(row, settings)
 
 
 def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, Any]:
@@ -143,7 +154,7 @@ def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, A
         )
     if row is None:
         raise LookupError(f"no model run {run_id!r}")
-    return _load(row)
+    return _load(row, settings)
 
 
 def champions(settings: Settings | None = None) -> list[str]:

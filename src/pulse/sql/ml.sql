@@ -25,6 +25,8 @@ create table if not exists ml.model_runs (
     reference       jsonb,                    -- training-time distributions, for drift (PSI)
     artifact        bytea                     -- the fitted model (joblib); null when ineligible
 );
+-- HMAC-SHA256 of the artefact with its run and task (pulse.modeling.signing); checked before unpickling.
+alter table ml.model_runs add column if not exists artifact_signature text;
 create unique index if not exists model_runs_one_champion on ml.model_runs (model_name) where is_champion;
 
 -- Every metric of every run on every fold: fold is 'holdout' or 'backtest_<n>'; bucket is the decile
