@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import sqlalchemy as sa
 import yaml
@@ -56,6 +57,11 @@ def test_killed_sync_resumes_without_resending_acknowledged_rows(settings, tmp_p
         )
         try:
             assert fake.held.wait(120), "the sync never reached the destination"
+            # Checkpoints are written beside the sending (engine._InBackground): kill once the first
+            # answered batch is in the log, as a kill later in a long sync would find it.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _checkpointed(settings) < 10:
+                time.sleep(0.05)
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait(30)
@@ -90,3 +96,14 @@ def test_killed_sync_resumes_without_resending_acknowledged_rows(settings, tmp_p
         assert delivered == 40 + 75
     finally:
         fake.stop()
+
+
+def _checkpointed(settings) -> int:
+    """Accepted rows logged by the run still marked running (the child being killed)."""
+    with engine(settings).connect() as conn:
+        return conn.execute(
+            sa.text(
+                "select count(*) from activation.sync_records s join activation.sync_runs r using (run_id) "
+                "where r.status = 'running' and s.status = 'accepted'"
+            )
+        ).scalar()

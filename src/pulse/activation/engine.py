@@ -11,9 +11,11 @@ batches, log every row.
 2. Send (`pulse.activation.delivery`): batches of `batch_size` under the destination's rate limit and
    concurrency.
 3. Checkpoint each batch in one transaction: its `sync_records` rows, the accepted rows into
-   `sync_state`, the rejected ones into `sync_failures`. A sync killed midway has lost only its
-   unacknowledged batches; the next run's diff plans exactly those again, under the same idempotency keys
-   (sync, customer, operation, version, fields), so a resent row is harmless.
+   `sync_state`, the rejected ones into `sync_failures`, on a writer thread beside the sending (the
+   warehouse's work overlaps the next requests; one answered batch waits at most). A sync killed midway
+   resends at most the batches in flight or answered but not yet checkpointed (concurrency + 2); the
+   next run's diff plans exactly those again, under the same idempotency keys (sync, customer,
+   operation, version, fields), so a resent row is harmless.
 
 One run of a sync at a time (a PostgreSQL advisory lock held by the run's session; a killed run's lock
 goes with its connection).
@@ -22,6 +24,8 @@ goes with its connection).
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -223,15 +227,23 @@ class _Checkpoint:
         self.max_failures = settings.activation_max_row_failures
 
     def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
-        accepted = [o.key for o in outcomes if o.accepted]
+        accepted = [o for o in outcomes if o.accepted]
         rejected = [o for o in outcomes if not o.accepted]
         params = {"sync": self.sync.name, "run": self.run_id}
         with self.engine.begin() as conn:
-            runlog.record_outcomes(conn, self.run_id, batch, outcomes)
-            if accepted:
-                conn.execute(_ACCEPT_SQL, {**params, "keys": accepted})
+            # Accepted rows are copied from the plan in SQL, the keys passed as one string: binding
+            # 10,000-element arrays per column cost more than the rest of a batch's delivery.
+            by_answer: dict[tuple, list[str]] = {}
+            for o in accepted:
+                by_answer.setdefault((o.http_status, o.attempts, o.last_attempt_at), []).append(o.key)
+            for (http, attempts, at), keys in by_answer.items():
+                conn.execute(
+                    _ACCEPT_SQL,
+                    {**params, "keys": ",".join(keys), "http": http, "attempts": attempts, "at": at},
+                )
             dead: list[str] = []
             if rejected:
+                runlog.record_outcomes(conn, self.run_id, batch, rejected)
                 failed = conn.execute(
                     _FAIL_SQL,
                     {
@@ -270,10 +282,50 @@ class _Checkpoint:
         self.counts.dead_lettered += len(dead)
 
 
+class _InBackground:
+    """Runs the checkpoint on its own thread and connection, so writing one batch's log overlaps sending
+    the next ones (the warehouse works on another core). At most `depth` answered batches wait; `close`
+    writes every batch answered so far, then re-raises the writer's error if it had one."""
+
+    def __init__(self, checkpoint: _Checkpoint, depth: int = 1):
+        self.checkpoint, self.error = checkpoint, None
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._write, name="pulse-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.checkpoint(*item)
+                except BaseException as error:  # re-raised by the delivering thread
+                    self.error = error
+
+    def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((batch, outcomes))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 _ACCEPT_SQL = sa.text("""
 with done as (
-    select p.customer_id, p.operation, p.fingerprint, p.fields from activation.sync_plan p
-    where p.run_id = :run and p.record_key = any(:keys)
+    select p.record_key, p.customer_id, p.operation, p.fingerprint, p.fields
+    from unnest(string_to_array(:keys, ',')) as k(record_key)
+    join activation.sync_plan p on p.run_id = :run and p.record_key = k.record_key
+),
+logged as (
+    insert into activation.sync_records
+        (run_id, record_key, customer_id, operation, status, http_status, error, attempts, last_attempt_at)
+    select :run, record_key, customer_id, operation, 'accepted', :http, null, :attempts, :at from done
+    on conflict (run_id, record_key) do update set status = excluded.status,
+        http_status = excluded.http_status, error = null, attempts = excluded.attempts,
+        last_attempt_at = excluded.last_attempt_at
 ),
 cleared as (
     delete from activation.sync_failures f using done
@@ -370,13 +422,18 @@ def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
                     hidden = [Record(r.key, _hash_id(r.customer_id), r.operation, r.fields) for r in batch]
                     previews.append(destination.preview(hidden, key, sync.mode))
         else:
-            checkpoint = _Checkpoint(settings, sync, run_id, counts)
+            checkpoint = _InBackground(_Checkpoint(settings, sync, run_id, counts))
             stats = DeliveryStats()
             destination.start(run_id)
             ok = False
             try:
-                with eng.connect() as reader:
-                    deliver(destination, _batches(reader, run_id, size), sync.mode, checkpoint, policy, stats)
+                try:
+                    with eng.connect() as reader:
+                        deliver(
+                            destination, _batches(reader, run_id, size), sync.mode, checkpoint, policy, stats
+                        )
+                finally:
+                    checkpoint.close()  # what was answered is logged, even when the run stops on an error
                 ok = True
             finally:
                 counts.retried = stats.retried

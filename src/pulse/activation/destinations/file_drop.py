@@ -54,7 +54,7 @@ class FileDropDestination(Destination):
                     stale.name.removesuffix(f".{self.format}.part") + f"_interrupted.{self.format}"
                 )
             )
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")  # to the microsecond: files sort by start
         self.path = self.folder / f"{stamp}_{run_id}.{self.format}"
         self.handle = open(self.path.with_name(self.path.name + ".part"), "a", newline="", encoding="utf-8")  # noqa: SIM115
 
