@@ -155,7 +155,7 @@ class FakeVendor:
                 return 401, {}, {"error": "bad signature"}
         if not seen.headers.get("idempotency-key"):
             return 400, {}, {"error": "Idempotency-Key header required"}
-        operations = seen.json["operations"]
+        operations = [_from_track(op) for op in seen.json["operations"]]
         status = self._fault([op["customer_id"] for op in operations])
         if status:
             return status, {}, {"error": "injected failure"}
@@ -166,6 +166,8 @@ class FakeVendor:
             if i in bad:
                 continue
             cid = op["customer_id"]
+            if "track" in op:
+                self._apply(op["idempotency_key"], lambda op=op: self.events.append(op["track"]))
             if op["operation"] == "remove":
                 self._apply(op["idempotency_key"], lambda cid=cid: self.members.discard(cid))
             else:
@@ -400,6 +402,19 @@ class FakeVendor:
     def request_text(self) -> str:
         """Every request line and body received, for 'never sent' assertions."""
         return "\n".join(f"{s.method} {s.path}\n{s.body.decode(errors='replace')}" for s in self.requests)
+
+
+def _from_track(row: dict) -> dict:
+    """A webhook row in `events` mode is a Segment track call: read it as the operation it stands for."""
+    if row.get("type") != "track":
+        return row
+    operation = "remove" if row["event"] == "Audience Exited" else "add"
+    return {
+        "operation": operation,
+        "customer_id": row["userId"],
+        "idempotency_key": row["messageId"],
+        "track": row,
+    }
 
 
 def sha(value: str) -> str:

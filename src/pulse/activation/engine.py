@@ -117,7 +117,7 @@ diff as (
         case
             when d.is_consented and d.is_identified then
                 case when s.is_present is not true then 'add'
-                     when :mode <> 'mirror' and s.fingerprint <> d.fingerprint then 'update' end
+                     when :mode = 'upsert' and s.fingerprint <> d.fingerprint then 'update' end
             when s.is_present then 'remove'
             when d.customer_id is not null then 'add'
         end as operation,

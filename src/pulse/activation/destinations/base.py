@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 Operation = Literal["add", "remove", "update"]
+# `events` mode: the Segment-style event each change becomes.
+EVENT_NAMES = {"add": "Audience Entered", "update": "Audience Entered", "remove": "Audience Exited"}
 
 
 @dataclass(frozen=True, slots=True)

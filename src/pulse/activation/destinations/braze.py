@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pulse.activation.destinations.base import (
+    EVENT_NAMES,
     ConfigError,
     DeliveryError,
     HttpDestination,
@@ -27,8 +28,6 @@ from pulse.activation.destinations.base import (
     Record,
     secret,
 )
-
-EVENT_NAMES = {"add": "Audience Entered", "update": "Audience Entered", "remove": "Audience Exited"}
 
 
 class BrazeDestination(HttpDestination):

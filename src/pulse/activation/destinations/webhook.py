@@ -9,8 +9,10 @@ Request (Pulse's documented contract, README "Activation"):
     {"batch_id": "<batch key>", "operations": [<row>, ...]}
 
 A row is the operation's template rendered with `customer_id`, `operation`, `key` (the row's idempotency
-key) and the mapped fields (Jinja, sandboxed; `{{ x | tojson }}` quotes a value); without a template it is
-`{"operation", "customer_id", "idempotency_key", **fields}`.
+key), `audience` and the mapped fields (Jinja, sandboxed; `{{ x | tojson }}` quotes a value); without a
+template it is `{"operation", "customer_id", "idempotency_key", **fields}`, or in `events` mode a
+Segment track call: `{"type": "track", "event": "Audience Entered" | "Audience Exited", "userId",
+"messageId": <idempotency key>, "properties": {"audience", **fields}}`.
 
 Answer: 2xx accepts the batch, except rows listed in an optional `{"rejected": [{"index": i | "key": k,
 "reason": "..."}]}` body; 429 / 5xx are retried (honouring Retry-After); any other 4xx refuses the
@@ -29,6 +31,7 @@ import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pulse.activation.destinations.base import (
+    EVENT_NAMES,
     ConfigError,
     DeliveryError,
     HttpDestination,
@@ -73,13 +76,24 @@ class WebhookDestination(HttpDestination):
         self.templates = {
             op: _jinja.from_string(text) for op, text in (options.get("templates") or {}).items()
         }
+        self.audience = str(options.get("audience") or "")
         self.headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
         self.signing_secret = (
             secret(options["signing_secret"], "webhook") if options.get("signing_secret") else None
         )
 
-    def render_row(self, record: Record) -> bytes:
+    def render_row(self, record: Record, mode: str = "mirror") -> bytes:
         template = self.templates.get(record.operation)
+        if template is None and mode == "events":
+            return _encoder.encode(
+                {
+                    "type": "track",
+                    "event": EVENT_NAMES[record.operation],
+                    "userId": record.customer_id,
+                    "messageId": record.key,
+                    "properties": {"audience": self.audience, **record.fields},
+                }
+            )
         if template is None:
             return _encoder.encode(
                 {
@@ -90,7 +104,11 @@ class WebhookDestination(HttpDestination):
                 }
             )
         text = template.render(
-            customer_id=record.customer_id, operation=record.operation, key=record.key, **record.fields
+            customer_id=record.customer_id,
+            operation=record.operation,
+            key=record.key,
+            audience=self.audience,
+            **record.fields,
         )
         try:
             msgspec.json.decode(text)
@@ -100,8 +118,8 @@ class WebhookDestination(HttpDestination):
             ) from error
         return text.encode()
 
-    def render(self, batch: Sequence[Record], batch_key: str) -> bytes:
-        rows = b",".join(self.render_row(r) for r in batch)
+    def render(self, batch: Sequence[Record], batch_key: str, mode: str = "mirror") -> bytes:
+        rows = b",".join(self.render_row(r, mode) for r in batch)
         return b'{"batch_id":' + _encoder.encode(batch_key) + b',"operations":[' + rows + b"]}"
 
     def request_headers(self, body: bytes, batch_key: str) -> dict[str, str]:
@@ -111,7 +129,7 @@ class WebhookDestination(HttpDestination):
         return headers
 
     def send(self, batch: Sequence[Record], batch_key: str, mode: str) -> list[Outcome]:
-        body = self.render(batch, batch_key)
+        body = self.render(batch, batch_key, mode)
         response = self.request("POST", self.url, content=body, headers=self.request_headers(body, batch_key))
         if response.status_code >= 400:
             raise DeliveryError(
@@ -130,7 +148,7 @@ class WebhookDestination(HttpDestination):
         return outcomes
 
     def preview(self, batch: Sequence[Record], batch_key: str, mode: str) -> dict[str, Any]:
-        body = self.render(batch, batch_key)
+        body = self.render(batch, batch_key, mode)
         headers = self.request_headers(body, batch_key)
         if SIGNATURE_HEADER in headers:
             headers[SIGNATURE_HEADER] = "t=...,v1=..."
