@@ -41,13 +41,22 @@ def _fail(message: str) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    roles: bool = typer.Option(
+        False, "--roles", help="Also create the least-privilege roles (and logins whose passwords are set)."
+    ),
+) -> None:
     """Start the embedded PostgreSQL if PULSE_DATABASE_URL is unset, create Pulse's schemas, print the URL."""
     from pulse import db
 
     settings = get_settings()
     url = db.warehouse_url(settings)
     db.create_schemas(settings)
+    if roles:
+        from pulse.roles import JOB_ROLES, create_roles
+
+        logins = create_roles(settings)
+        console.print(f"[green]roles ready[/]: {', '.join(JOB_ROLES)}; logins: {', '.join(logins) or 'none'}")
     where = (
         "PULSE_DATABASE_URL"
         if settings.database_url

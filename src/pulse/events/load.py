@@ -132,8 +132,7 @@ def _insert_deduplicated(
     cur: psycopg.Cursor, chunk: Sequence[Sequence[Any]], want_ids: bool
 ) -> list[str] | int:
     cur.execute(
-        "create temporary table if not exists _incoming_events "
-        "(like raw.events including defaults) on commit delete rows"
+        "create temporary table if not exists _incoming_events (like raw.events_shape) on commit delete rows"
     )
     cur.execute("truncate _incoming_events")
     _utf8(cur)
@@ -247,8 +246,7 @@ def _dedup_blocks_into(cur: psycopg.Cursor, blocks: list[CopyBlock], result: Wri
     if not n:
         return
     cur.execute(
-        "create temporary table if not exists _incoming_events "
-        "(like raw.events including defaults) on commit delete rows"
+        "create temporary table if not exists _incoming_events (like raw.events_shape) on commit delete rows"
     )
     cur.execute("truncate _incoming_events")
     with cur.copy(COPY_INCOMING) as copy:

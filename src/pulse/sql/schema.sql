@@ -22,6 +22,10 @@ create table if not exists raw.events (
 -- Added after the first release (kept additive so existing warehouses upgrade in place):
 alter table raw.events add column if not exists previous_id text;         -- alias calls: the old id
 alter table raw.events add column if not exists original_at timestamptz;  -- client clock, before skew correction
+-- raw.events' columns without its rows: what writers copy the shape of for their staging temp table, so
+-- a role that may only INSERT into raw.events (pulse_collector) needs to read nothing else. Replaced on
+-- every `pulse up`, after the columns above, so it follows raw.events.
+create or replace view raw.events_shape as select * from raw.events where false;
 create index if not exists events_event_at_idx on raw.events (event_at);
 create index if not exists events_loaded_at_idx on raw.events (loaded_at);
 

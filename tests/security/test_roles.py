@@ -1,0 +1,168 @@
+"""Least privilege on the real PostgreSQL: each role `pulse up --roles` creates can do its job and is
+refused everything else."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import errors
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from pulse.cli import app
+from pulse.config import Settings
+from pulse.events.ingest import parse_line
+from pulse.events.load import Rejection, write_events, write_rejections
+from pulse.roles import JOB_ROLES, LOGINS, create_roles
+from pulse.transform import run_dbt
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def logins(settings, database_url):
+    """A throwaway login per job role (trust auth, as the test server has), dropped afterwards."""
+    result = CliRunner().invoke(app, ["up", "--roles"])
+    assert result.exit_code == 0, result.output
+    create_roles(settings)  # idempotent: a second run changes nothing and does not fail
+    prefix = f"pulse_test_{uuid.uuid4().hex[:8]}"
+    urls = {}
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        for role in JOB_ROLES:
+            name = f"{prefix}_{role.removeprefix('pulse_')}"
+            admin.execute(f'create role "{name}" login in role "{role}"')
+            if role == "pulse_transform":  # as the pipeline's login is made: it works as the role
+                admin.execute(f'alter role "{name}" set role pulse_transform')
+            urls[role] = make_url(database_url).set(username=name).render_as_string(hide_password=False)
+    yield urls
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("drop owned by pulse_transform")  # what dbt made in this database
+        for url in urls.values():
+            name = make_url(url).username
+            admin.execute(f'drop owned by "{name}"')
+            admin.execute(f'drop role "{name}"')
+
+
+def _refused(url: str, statement: str) -> None:
+    with psycopg.connect(url) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+def _event(message_id: str) -> tuple:
+    line = json.dumps(
+        {
+            "type": "track",
+            "event": "Product Viewed",
+            "messageId": message_id,
+            "userId": "c1",
+            "timestamp": NOW.isoformat(),
+        }
+    )
+    row = parse_line(line, "collector", 1, NOW)
+    assert not isinstance(row, Rejection)
+    return row
+
+
+def test_each_role_does_exactly_its_job(settings, logins, monkeypatch):
+    collector, transform = logins["pulse_collector"], logins["pulse_transform"]
+    scoring, audience, triggers = logins["pulse_scoring"], logins["pulse_audience"], logins["pulse_triggers"]
+
+    # Collector: COPY, the ON CONFLICT fallback that returns new ids, rejects. Reads and writes nothing else.
+    with psycopg.connect(collector) as conn:
+        assert write_events(conn, [_event("m1"), _event("m2")]).inserted == 2
+        again = write_events(conn, [_event("m2"), _event("m3")], want_ids=True)
+        assert again.inserted_ids == ["m3"]
+        write_rejections(conn, [Rejection.of(b"{}", "invalid_json", "collector", None)])
+    for statement in (
+        "select * from raw.events",
+        "select user_id from raw.events",
+        "select payload from raw.events_rejected",
+        "delete from raw.events",
+        "update raw.events set user_id = 'x'",
+        "select * from ml.model_runs",
+        "insert into ml.scores values ('c', 'm', 'r', now(), 0.5, 50, now())",
+        "select * from audiences.audience_definitions",
+        "create table raw.mine (x int)",
+    ):
+        _refused(collector, statement)
+
+    # Transform (the pipeline): dbt builds the models up to audience_inputs as this role.
+    monkeypatch.setenv("PULSE_DATABASE_URL", transform)
+    run_dbt(["run", "--select", "+audience_inputs"], Settings())
+    with psycopg.connect(transform) as conn:
+        assert conn.execute("select count(*) from raw.events").fetchone()[0] == 3
+        conn.execute("create table feast_online.pulse_customer_features (customer_id text)")
+        conn.execute(
+            "insert into ml.model_runs (run_id, training_id, model_name, algorithm, kind, feature_service, "
+            "trained_at, data_end, holdout_at, horizon_days, n_train, n_holdout, features, selection_metric, "
+            "status) values ('r1', 't', 'm', 'a', 'classification', 'fs', now(), now(), now(), 1, 1, 1, '[]', "
+            "'auc', 'champion')"
+        )
+        conn.execute("insert into ml.scores values ('c1', 'm', 'r1', now(), 0.5, 50, now())")
+    for statement in (
+        "create role pulse_evil superuser",
+        "alter table raw.events add column evil text",
+        "drop table raw.events",
+        "select pg_read_file('/etc/passwd')",
+        "copy raw.events to program 'id'",
+    ):
+        _refused(transform, statement)
+
+    # Scoring: the registry, scores and the online store, read only.
+    with psycopg.connect(scoring) as conn:
+        assert conn.execute("select count(*) from ml.scores").fetchone()[0] == 1
+        conn.execute("select run_id, artifact from ml.model_runs").fetchall()
+        conn.execute("select * from feast_online.pulse_customer_features").fetchall()
+    for statement in (
+        "insert into ml.scores values ('c2', 'm', 'r1', now(), 0.5, 50, now())",
+        "update ml.model_runs set artifact = 'x'",
+        "select * from raw.events",
+        "select * from marts.customers",
+        "select * from audiences.audience_inputs",
+    ):
+        _refused(scoring, statement)
+
+    # Triggers: customer facts and consent (granted by dbt on each build), scores, its own tables.
+    with psycopg.connect(triggers) as conn:
+        conn.execute("select customer_id from marts.customers").fetchall()
+        conn.execute("select * from ml.scores").fetchall()
+        conn.execute("select * from activation.trigger_timers").fetchall()
+    for statement in ("select * from raw.events", "select * from marts.orders", "delete from ml.scores"):
+        _refused(triggers, statement)
+
+    # Audience: audience_inputs and nothing else (dbt re-grants the view on each build).
+    with psycopg.connect(audience) as conn:
+        assert conn.execute("select customer_id from audiences.audience_inputs").fetchall() == [("c1",)]
+    for statement in (
+        "select * from audiences.audience_definitions",
+        "select * from raw.events",
+        "select * from ml.scores",
+        "select * from marts.customers",
+        "insert into audiences.audience_definitions (audience_name) values ('x')",
+    ):
+        _refused(audience, statement)
+
+
+def test_logins_are_made_from_passwords_in_the_environment(settings, database_url):
+    login = LOGINS[0]
+    name = login.name
+    try:
+        assert create_roles(settings, {login.password_variable: "first-password"}) == [name]
+        assert create_roles(settings, {login.password_variable: "rotated-password"}) == [name]
+        with psycopg.connect(database_url) as conn:
+            member_of = {
+                r[0]
+                for r in conn.execute(
+                    "select b.rolname from pg_auth_members m join pg_roles a on a.oid = m.member "
+                    "join pg_roles b on b.oid = m.roleid where a.rolname = %s",
+                    (name,),
+                )
+            }
+        assert member_of == set(login.roles)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'drop role if exists "{name}"')
