@@ -310,6 +310,81 @@ def train(
         console.print(line)
 
 
+@app.command("import-campaign")
+def import_campaign(
+    path: Path = typer.Argument(
+        ..., help="A CSV of a past campaign, one row per customer.", exists=True, dir_okay=False
+    ),
+    name: str = typer.Option(..., help="The campaign's name (re-importing a name replaces it)."),
+    customer_column: str = typer.Option("customer_id", help="Column with the customer id."),
+    group_column: str = typer.Option("group", help="Column with the customer's group."),
+    treatment_value: str = typer.Option("treatment", help="Group value of treated customers."),
+    control_value: str = typer.Option("control", help="Group value of the random control group."),
+    outcome_column: str = typer.Option("converted", help="Column with the outcome: 0/1 or a number."),
+    features: str | None = typer.Option(
+        None, help="Comma-separated feature columns; default every other column (text one-hot encoded)."
+    ),
+) -> None:
+    """Load an earlier campaign with a random control group: the training data of `pulse train-uplift`."""
+    from pulse.modeling.campaigns import CampaignColumns
+    from pulse.modeling.campaigns import import_campaign as run
+
+    columns = CampaignColumns(
+        customer=customer_column,
+        group=group_column,
+        treatment_value=treatment_value,
+        control_value=control_value,
+        outcome=outcome_column,
+        features=tuple(f.strip() for f in features.split(",") if f.strip()) if features else None,
+    )
+    try:
+        result = run(path, name, get_settings(), columns)
+    except (ValueError, UnicodeDecodeError) as error:
+        _fail(str(error))
+    console.print(
+        f"[green]campaign {result.campaign}[/]: {result.treatment:,} treatment, {result.control:,} control "
+        f"({result.without_outcome:,} without an outcome: scored, not trained on), "
+        f"{result.other_groups:,} rows of other groups ignored; features: {', '.join(result.features) or '-'}"
+    )
+
+
+@app.command("train-uplift")
+def train_uplift(
+    name: str = typer.Argument(..., help="A campaign imported with `pulse import-campaign`."),
+    audience: bool = typer.Option(
+        False, help="NAME is an audience Pulse ran: read its cohorts whose outcome window has passed first."
+    ),
+) -> None:
+    """Fit uplift models, compare them on a held-out split, write ml.uplift_scores and ml.uplift_metrics."""
+    from pulse.modeling.campaigns import campaign_from_audience
+    from pulse.modeling.uplift import train_uplift as run
+
+    settings = get_settings()
+    try:
+        with console.status(f"training uplift models for {name}"):
+            if audience:
+                campaign_from_audience(name, settings)
+            outcome = run(name, settings)
+    except ValueError as error:
+        _fail(str(error))
+    table = Table(title=f"Uplift models of {name} (held-out, ml.uplift_metrics)")
+    for column in ("algorithm", "Qini", "AUUC", "uplift top 10%", "uplift top 30%"):
+        table.add_column(column)
+    for algorithm, m in outcome.held_out.items():
+        star = " (champion)" if algorithm == outcome.champion else ""
+        table.add_row(
+            algorithm + star,
+            f"{m['qini']:.4f}",
+            f"{m['auuc']:.4f}",
+            f"{m['uplift_at_10']:.3f} [{m['uplift_at_10_low']:.3f}, {m['uplift_at_10_high']:.3f}]",
+            f"{m['uplift_at_30']:.3f} [{m['uplift_at_30_low']:.3f}, {m['uplift_at_30_high']:.3f}]",
+        )
+    console.print(table)
+    console.print(
+        f"{outcome.scored:,} customers scored into ml.uplift_scores ({outcome.trained_on:,} with a known outcome)"
+    )
+
+
 @app.command()
 def score() -> None:
     """Score every customer with each champion from online features into ml.scores; PSI drift into ml.score_drift."""

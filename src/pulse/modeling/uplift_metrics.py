@@ -82,7 +82,7 @@ def _area(curve: Curve) -> float:
 
 def qini_coefficient(outcome, treated, score) -> float:
     curve = qini_curve(outcome, treated, score)
-    return _area(curve) - curve.y[-1] / 2  # minus the random-targeting triangle
+    return float(_area(curve) - curve.y[-1] / 2)  # minus the random-targeting triangle
 
 
 def auuc(outcome, treated, score) -> float:
