@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_EVENT_MAX_AGE_DAYS = 5 * 365
 DEFAULT_WRITE_KEY = "pulse-dev-write-key"  # fine on loopback; `pulse serve` refuses it elsewhere
 
 
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
     label_days: int = Field(default=14, description="Purchase-propensity label window in days.")
     phone_region: str = Field(
         default="US", description="Region assumed for phone numbers written without a country code (E.164)."
+    )
+    event_max_age_days: int = Field(
+        default=DEFAULT_EVENT_MAX_AGE_DAYS,
+        gt=0,
+        description="Events older than this (or over a day ahead of receipt) are rejected: event_time_out_of_range.",
     )
     collector_ack_timeout: float = Field(
         default=10.0, description="Seconds the collector waits for a COMMIT before answering 503."

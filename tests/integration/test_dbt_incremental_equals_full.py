@@ -143,7 +143,7 @@ def awkward_events(settings: Settings) -> list[dict]:
             "event": "Order Completed",
             "messageId": "resent-order-1",
             "userId": device_owner,
-            "timestamp": "2000-01-01T00:00:00Z",
+            "timestamp": iso(day - timedelta(days=1000)),  # long before, within the accepted age
             "properties": {"order_id": resent_order[0], "revenue": 1.0, "currency": "USD", "products": []},
         }
     )
@@ -176,7 +176,7 @@ def awkward_events(settings: Settings) -> list[dict]:
             "messageId": "late-handover-1",
             "anonymousId": device,
             "userId": buyers[0] if buyers[0] != device_owner else buyers[1],
-            "timestamp": "2000-01-02T00:00:00Z",
+            "timestamp": iso(day - timedelta(days=999)),
             "traits": {},
         }
     )

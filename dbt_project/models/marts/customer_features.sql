@@ -55,9 +55,13 @@ with
 
 bounds as (
 
-    -- The last snapshot day: the day after the newest day a cell became known (through the index).
-    select max(identified_date) + 1 as last_snapshot_on
-    from {{ ref('int_customer_activity_aggregated_to_days') }}
+    -- The last snapshot day: the day after the newest day a cell became known (through the index),
+    -- but never past the day after the newest load: an event dated years ahead (a broken clock) must
+    -- not make every customer a snapshot per day up to it.
+    select least(
+        (select max(identified_date) + 1 from {{ ref('int_customer_activity_aggregated_to_days') }}),
+        (select {{ utc_date('max(loaded_at)') }} + 1 from {{ ref('int_events_stitched_to_customers') }})
+    ) as last_snapshot_on
 
 ),
 

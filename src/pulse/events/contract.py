@@ -7,14 +7,16 @@ accepted event is.
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pulse.config import DEFAULT_EVENT_MAX_AGE_DAYS
 from pulse.events.pii import hash_if_email, scrub
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
@@ -40,6 +42,19 @@ EVENT_COLUMNS = (
     "source",
 )
 JSON_COLUMNS = frozenset({"properties", "traits", "context"})
+
+# An event may be at most this far ahead of its receipt (clocks and time zones slip, a year ahead does
+# not), and at most PULSE_EVENT_MAX_AGE_DAYS old: outside that window every daily model would build a
+# row per customer per day up to it. Read once here (as PULSE_PHONE_REGION is) so the parser processes of
+# `pulse ingest` see the same value; `Settings.event_max_age_days` documents it.
+MAX_EVENT_AHEAD = timedelta(days=1)
+MAX_EVENT_AGE = timedelta(days=int(os.environ.get("PULSE_EVENT_MAX_AGE_DAYS", DEFAULT_EVENT_MAX_AGE_DAYS)))
+OUT_OF_RANGE = "event_time_out_of_range"
+
+
+class EventTimeOutOfRange(ValueError):
+    """The (skew-corrected) event time is implausible; the reason names the rule, never the value."""
+
 
 _NAME_RE = re.compile(r"[^0-9a-z]+")
 _json_encode = msgspec.json.Encoder().encode
@@ -75,19 +90,35 @@ def event_times(
     Without `sentAt` (or a receive time) there is nothing to correct with; without `timestamp` the
     event happened when it was received. Segment exports (with `originalTimestamp`) are already
     corrected and kept as they are. `received_field` is the event's `receivedAt` (the collector sets it
-    to its own clock; files may carry one), `received_at` when the load started.
+    to its own clock; files may carry one), `received_at` when the load started. Raises
+    `EventTimeOutOfRange` outside the plausible window (`check_event_time`).
     """
     received = received_field or received_at
     if original is not None:
-        return timestamp or received, original, received
-    if timestamp is None:
-        return received, None, received
-    if sent_at is not None and received_field is not None:
-        try:
-            return timestamp + (received_field - sent_at), timestamp, received
-        except OverflowError:
-            pass
-    return timestamp, timestamp, received
+        times = timestamp or received, original, received
+    elif timestamp is None:
+        times = received, None, received
+    else:
+        times = timestamp, timestamp, received
+        if sent_at is not None and received_field is not None:
+            try:
+                times = timestamp + (received_field - sent_at), timestamp, received
+            except OverflowError as error:
+                raise EventTimeOutOfRange(f"{OUT_OF_RANGE}: the clock-corrected time overflows") from error
+    check_event_time(times[0], received_at)
+    return times
+
+
+def check_event_time(event_at: datetime, received_at: datetime) -> None:
+    """`received_at`: when Pulse received the event (the collector's clock, or when a load started)."""
+    if event_at - received_at > MAX_EVENT_AHEAD:
+        raise EventTimeOutOfRange(
+            f"{OUT_OF_RANGE}: more than {MAX_EVENT_AHEAD.days} day after it was received"
+        )
+    if received_at - event_at > MAX_EVENT_AGE:
+        raise EventTimeOutOfRange(
+            f"{OUT_OF_RANGE}: older than {MAX_EVENT_AGE.days} days (PULSE_EVENT_MAX_AGE_DAYS)"
+        )
 
 
 def call_properties(

@@ -9,7 +9,7 @@ The rule that keeps this safe: the fast path either returns exactly the row `Eve
 return, or `None`, and the caller then runs the full contract (which also words the reasons of
 rejects). Anything unusual goes back to pydantic: numeric ids (pydantic coerces them), blanks around
 strings (pydantic strips them), timestamps that are not plain RFC 3339, over-long fields, invalid
-events, a possible email or phone anywhere in the event (the PII scrub), `\\u0000`, deep nesting, and
+events (and implausible event times: `EventTimeOutOfRange`), a possible email or phone anywhere in the event (the PII scrub), `\\u0000`, deep nesting, and
 anything msgspec refuses (invalid JSON or UTF-8, lone surrogates, NaN). `tests/unit/test_fast_path.py`
 checks the equivalence on simulated traffic and on generated events.
 
@@ -28,6 +28,7 @@ import msgspec
 from pulse.events.contract import (
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
+    EventTimeOutOfRange,
     EventType,
     call_properties,
     event_times,
@@ -158,7 +159,7 @@ def row_from_json(line: bytes, source: str, received_at: datetime) -> tuple[Any,
         return None
     try:
         return wire_row(_decode_wire(line), source, received_at)
-    except (msgspec.DecodeError, UnicodeDecodeError, NotFast):
+    except (msgspec.DecodeError, UnicodeDecodeError, NotFast, EventTimeOutOfRange):
         return None
 
 
@@ -170,7 +171,7 @@ def row_from_payload(
         return None
     try:
         return wire_row(msgspec.convert(payload, WireEvent), source, received_at, server_received)
-    except (msgspec.ValidationError, NotFast):
+    except (msgspec.ValidationError, NotFast, EventTimeOutOfRange):
         return None
 
 
