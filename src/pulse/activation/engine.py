@@ -203,19 +203,24 @@ def plan(conn, sync: SyncDefinition, run_id: str, settings: Settings) -> runlog.
     )
 
 
-def _batches(conn, run_id: str, size: int, limit: int | None = None) -> Iterator[tuple[str, list[Record]]]:
+def _batches(
+    conn, run_id: str, size: int, limit: int | None = None, ranges: dict[str, tuple[int, int]] | None = None
+) -> Iterator[tuple[str, list[Record]]]:
     """The plan's rows to send, in order, as (batch key, records); the key hashes the rows' keys, so the
-    same rows make the same batch key."""
+    same rows make the same batch key. `ranges` receives each batch's plan rows (first record key ->
+    first and last seq) for the checkpoint."""
     result = conn.execution_options(stream_results=True, yield_per=size).execute(
         sa.text(
-            "select record_key, customer_id, operation, fields from activation.sync_plan "
+            "select record_key, customer_id, operation, fields, seq from activation.sync_plan "
             "where run_id = :r and skip_reason is null order by seq"
             + (f" limit {int(limit)}" if limit else "")
         ),
         {"r": run_id},
     )
     for part in result.partitions(size):
-        records = [Record(k, c, op, f) for k, c, op, f in part]
+        records = [Record(k, c, op, f) for k, c, op, f, _ in part]
+        if ranges is not None:
+            ranges[records[0].key] = (part[0][4], part[-1][4])
         yield hashlib.sha256("\n".join(r.key for r in records).encode()).hexdigest()[:32], records
 
 
@@ -225,22 +230,27 @@ class _Checkpoint:
     def __init__(self, settings: Settings, sync: SyncDefinition, run_id: str, counts: runlog.RunCounts):
         self.engine, self.sync, self.run_id, self.counts = engine(settings), sync, run_id, counts
         self.max_failures = settings.activation_max_row_failures
+        self.ranges: dict[str, tuple[int, int]] = {}  # filled by _batches
 
     def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
         accepted = [o for o in outcomes if o.accepted]
         rejected = [o for o in outcomes if not o.accepted]
         params = {"sync": self.sync.name, "run": self.run_id}
         with self.engine.begin() as conn:
-            # Accepted rows are copied from the plan in SQL, the keys passed as one string: binding
-            # 10,000-element arrays per column cost more than the rest of a batch's delivery.
+            # Accepted rows: by seq range when the whole batch was accepted in one answer, else by key.
             by_answer: dict[tuple, list[str]] = {}
             for o in accepted:
                 by_answer.setdefault((o.http_status, o.attempts, o.last_attempt_at), []).append(o.key)
-            for (http, attempts, at), keys in by_answer.items():
-                conn.execute(
-                    _ACCEPT_SQL,
-                    {**params, "keys": ",".join(keys), "http": http, "attempts": attempts, "at": at},
-                )
+            seqs = self.ranges.pop(batch[0].key, None)
+            if seqs and len(by_answer) == 1 and len(accepted) == len(batch):
+                # The whole batch accepted in one answer (the usual case): its plan rows by seq range.
+                ((http, attempts, at),) = by_answer
+                answer = {"http": http, "attempts": attempts, "at": at}
+                conn.execute(_ACCEPT_RANGE_SQL, {**params, **answer, "lo": seqs[0], "hi": seqs[1]})
+            else:
+                for (http, attempts, at), keys in by_answer.items():
+                    answer = {"http": http, "attempts": attempts, "at": at}
+                    conn.execute(_ACCEPT_KEYS_SQL, {**params, **answer, "keys": ",".join(keys)})
             dead: list[str] = []
             if rejected:
                 runlog.record_outcomes(conn, self.run_id, batch, rejected)
@@ -313,12 +323,10 @@ class _InBackground:
             raise self.error
 
 
-_ACCEPT_SQL = sa.text("""
-with done as (
-    select p.record_key, p.customer_id, p.operation, p.fingerprint, p.fields
-    from unnest(string_to_array(:keys, ',')) as k(record_key)
-    join activation.sync_plan p on p.run_id = :run and p.record_key = k.record_key
-),
+# Accepted rows are copied from the plan in SQL: binding 10,000-element arrays per column cost more than
+# the rest of a batch's delivery. {done} selects the batch's accepted plan rows.
+_ACCEPT_SQL = """
+with done as ({done}),
 logged as (
     insert into activation.sync_records
         (run_id, record_key, customer_id, operation, status, http_status, error, attempts, last_attempt_at)
@@ -336,15 +344,30 @@ select :sync, customer_id, operation <> 'remove', fingerprint, fields, 1, now() 
 on conflict (sync_name, customer_id) do update set is_present = excluded.is_present,
     fingerprint = excluded.fingerprint, fields = excluded.fields, version = sync_state.version + 1,
     updated_at = excluded.updated_at
-""")
+"""
+_ACCEPT_RANGE_SQL = sa.text(
+    _ACCEPT_SQL.format(
+        done="select * from activation.sync_plan p where p.run_id = :run and p.seq between :lo and :hi "
+        "and p.skip_reason is null"
+    )
+)
+# Some rows of the batch: one index lookup per key (a LIMIT keeps the planner from hashing the whole plan
+# for each batch: sync_plan is rewritten every run and its statistics are rarely current).
+_ACCEPT_KEYS_SQL = sa.text(
+    _ACCEPT_SQL.format(
+        done="select p.* from unnest(string_to_array(:keys, ',')) as k(record_key) cross join lateral ("
+        "select * from activation.sync_plan p where p.run_id = :run and p.record_key = k.record_key limit 1) p"
+    )
+)
 
 _FAIL_SQL = sa.text("""
 insert into activation.sync_failures as f
     (sync_name, customer_id, operation, fingerprint, failures, last_error, last_run_id, is_dead)
 select :sync, p.customer_id, p.operation, p.fingerprint, 1, e.error, :run, 1 >= :max
-from activation.sync_plan p join unnest(cast(:keys as text[]), cast(:errors as text[])) as e(key, error)
-    on e.key = p.record_key
-where p.run_id = :run
+from unnest(cast(:keys as text[]), cast(:errors as text[])) as e(key, error)
+cross join lateral (
+    select * from activation.sync_plan p where p.run_id = :run and p.record_key = e.key limit 1
+) p
 on conflict (sync_name, customer_id) do update set
     failures = case when (f.operation, f.fingerprint) = (excluded.operation, excluded.fingerprint)
                     then f.failures + 1 else 1 end,
@@ -422,7 +445,8 @@ def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
                     hidden = [Record(r.key, _hash_id(r.customer_id), r.operation, r.fields) for r in batch]
                     previews.append(destination.preview(hidden, key, sync.mode))
         else:
-            checkpoint = _InBackground(_Checkpoint(settings, sync, run_id, counts))
+            writer = _Checkpoint(settings, sync, run_id, counts)
+            checkpoint = _InBackground(writer)
             stats = DeliveryStats()
             destination.start(run_id)
             ok = False
@@ -430,7 +454,12 @@ def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
                 try:
                     with eng.connect() as reader:
                         deliver(
-                            destination, _batches(reader, run_id, size), sync.mode, checkpoint, policy, stats
+                            destination,
+                            _batches(reader, run_id, size, ranges=writer.ranges),
+                            sync.mode,
+                            checkpoint,
+                            policy,
+                            stats,
                         )
                 finally:
                     checkpoint.close()  # what was answered is logged, even when the run stops on an error
