@@ -249,6 +249,22 @@ class Lift:
         return self.absolute_lift / self.holdout_conversion if self.holdout_conversion > 0 else None
 
     @property
+    def relative_lift_ci(self) -> tuple[float, float] | None:
+        """Fieller's interval for treatment / holdout conversion, minus 1. The ratio of two rates is skewed
+        (a few holdout conversions fewer make it jump), which Fieller's keeps; None when the holdout rate
+        is not clearly above zero, where the interval would be unbounded."""
+        pt, pc = self.treatment_conversion, self.holdout_conversion
+        vt = pt * (1 - pt) / self.treatment_customers
+        vc = pc * (1 - pc) / self.holdout_customers
+        a = pc * pc - Z_95**2 * vc
+        c = pt * pt - Z_95**2 * vt
+        disc = (pt * pc) ** 2 - a * c
+        if a <= 0 or disc < 0:
+            return None
+        root = math.sqrt(disc)
+        return (pt * pc - root) / a - 1, (pt * pc + root) / a - 1
+
+    @property
     def revenue_lift(self) -> float:
         return self.treatment_revenue - self.holdout_revenue
 
@@ -316,6 +332,7 @@ def read_out_lift(settings: Settings) -> int:
             )
             low, high = lift.absolute_lift_ci
             rlow, rhigh = lift.revenue_lift_ci
+            relative_ci = lift.relative_lift_ci or (None, None)
             records.append(
                 {
                     "audience_name": audience,
@@ -330,6 +347,8 @@ def read_out_lift(settings: Settings) -> int:
                     "absolute_lift_ci_low": low,
                     "absolute_lift_ci_high": high,
                     "relative_lift": lift.relative_lift,
+                    "relative_lift_ci_low": relative_ci[0],
+                    "relative_lift_ci_high": relative_ci[1],
                     "treatment_revenue": lift.treatment_revenue,
                     "holdout_revenue": lift.holdout_revenue,
                     "revenue_lift": lift.revenue_lift,

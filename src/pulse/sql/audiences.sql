@@ -45,3 +45,7 @@ create table if not exists audiences.audience_lift (
     revenue_lift_ci_high       double precision not null,
     primary key (audience_name, as_of)
 );
+
+-- 95 percent interval of relative_lift (Fieller's); null when the holdout rate is not clearly above 0.
+alter table audiences.audience_lift add column if not exists relative_lift_ci_low double precision;
+alter table audiences.audience_lift add column if not exists relative_lift_ci_high double precision;
