@@ -31,6 +31,37 @@ begin
 end
 $$;
 
+-- The pipeline owns Pulse's schemas and what is in them, so it can upgrade them (`pulse.db.create_schemas`
+-- runs inside its jobs) and replace dbt's relations; the login that ran `pulse up` keeps only what a
+-- superuser has.
+do $$
+declare
+    obj record;
+begin
+    for obj in select nspname from pg_namespace
+               where nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'feast_online')
+                 and pg_get_userbyid(nspowner) <> 'pulse_transform' loop
+        execute format('alter schema %I owner to pulse_transform', obj.nspname);
+    end loop;
+    for obj in select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'feast_online')
+                 and c.relkind in ('r', 'p', 'v', 'm', 'S') and pg_get_userbyid(c.relowner) <> 'pulse_transform'
+                 -- a serial's sequence moves with its table
+                 and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
+                                 and d.objid = c.oid and d.deptype in ('a', 'i')) loop
+        execute format(
+            'alter %s %I.%I owner to pulse_transform',
+            case obj.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'S' then 'sequence' else 'table' end,
+            obj.nspname, obj.relname
+        );
+    end loop;
+    for obj in select p.oid::regprocedure as fn from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+               where n.nspname = 'raw' and pg_get_userbyid(p.proowner) <> 'pulse_transform' loop
+        execute format('alter function %s owner to pulse_transform', obj.fn);
+    end loop;
+end
+$$;
+
 -- pulse_collector: COPY / INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key needs the key column
 -- readable; no other column is.
 grant usage on schema raw to pulse_collector;
@@ -39,21 +70,16 @@ grant select (event_id) on raw.events to pulse_collector;
 grant select (rejected_id) on raw.events_rejected to pulse_collector;
 grant select on raw.events_shape to pulse_collector;  -- no rows: the shape of its staging temp table
 
--- pulse_transform: everything Pulse's own schemas hold, and the schemas dbt and Feast create.
-grant usage, create on schema raw, ml, audiences, activation, audit, feast_online, public to pulse_transform;
-grant select, insert, update, delete, truncate, references
-    on all tables in schema raw, ml, audiences, activation, audit, feast_online, public to pulse_transform;
-grant usage, select, update on all sequences in schema raw, ml, audiences, activation, audit to pulse_transform;
-grant execute on all functions in schema raw to pulse_transform;
-alter default privileges in schema raw, ml, audiences, activation, audit, feast_online, public
-    grant select, insert, update, delete, truncate, references on tables to pulse_transform;
+-- pulse_transform: it owns the above; Feast's registry lives in public.
+grant usage, create on schema public to pulse_transform;
+grant select, insert, update, delete on all tables in schema public to pulse_transform;
 
 -- pulse_scoring: the model registry and scores, the online store and Feast's registry (in public),
 -- including tables the pipeline creates later.
 grant usage on schema ml, feast_online, public to pulse_scoring;
 grant select on all tables in schema ml, feast_online, public to pulse_scoring;
-alter default privileges in schema ml, feast_online, public grant select on tables to pulse_scoring;
-alter default privileges for role pulse_transform in schema feast_online, public grant select on tables to pulse_scoring;
+alter default privileges for role pulse_transform in schema ml, feast_online, public
+    grant select on tables to pulse_scoring;
 
 -- pulse_triggers: its own tables (activation.trigger_*, sync_runs rows of its sends), scores; dbt grants
 -- marts.customers and marts.customer_consent on each build (macro grant_select_if_role_exists).
