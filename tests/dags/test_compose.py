@@ -16,11 +16,35 @@ COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 
-def _config(*args: str, **env: str) -> dict:
+# Every secret compose requires (`${VAR:?}`: no defaults), with throwaway values.
+SECRETS = {
+    name: f"test-{name.lower().replace('_', '-')}"
+    for name in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_FERNET_KEY",
+        "PIPELINE_DB_PASSWORD",
+        "COLLECTOR_DB_PASSWORD",
+        "FEATURE_SERVER_DB_PASSWORD",
+        "PULSE_WRITE_KEY",
+        "PULSE_READ_KEY",
+        "PULSE_MODEL_SIGNING_KEY",
+    )
+}
+
+
+def compose_config(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` with only `env` set (none of this machine's Pulse or Airflow settings)."""
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is not installed: `make test` installs Debian's docker-compose package"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "AIRFLOW", "POSTGRES_"))}
-    done = subprocess.run(
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PULSE_", "AIRFLOW", "POSTGRES_")) and k not in SECRETS
+    }
+    return subprocess.run(
         [binary, "-f", str(COMPOSE_FILE), "--project-directory", str(PROJECT_ROOT), *args, "config"],
         capture_output=True,
         text=True,
@@ -28,6 +52,10 @@ def _config(*args: str, **env: str) -> dict:
         env={**clean, **env},
         cwd=PROJECT_ROOT,
     )
+
+
+def _config(*args: str, **env: str) -> dict:
+    done = compose_config(*args, **{**SECRETS, **env})
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -54,7 +82,7 @@ def test_compose_file_validates_and_has_every_service():
 
 
 def test_celery_profile_adds_workers_and_switches_the_executor():
-    config = _config("--profile", "celery", AIRFLOW_EXECUTOR="CeleryExecutor", POSTGRES_PASSWORD="s3cret")
+    config = _config("--profile", "celery", AIRFLOW_EXECUTOR="CeleryExecutor", AIRFLOW_DB_PASSWORD="s3cret")
     services = config["services"]
     assert {"airflow-worker", "flower"} <= set(services)
     for name in AIRFLOW_SERVICES | {"airflow-worker"}:

@@ -1,5 +1,5 @@
 """Least privilege on the real PostgreSQL: each role `pulse up --roles` creates can do its job and is
-refused everything else."""
+refused everything else; docker-compose needs real secrets and gives each service only its own."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+import yaml
 from psycopg import errors
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ from pulse.events.ingest import parse_line
 from pulse.events.load import Rejection, write_events, write_rejections
 from pulse.roles import JOB_ROLES, LOGINS, create_roles
 from pulse.transform import run_dbt
+from tests.dags.test_compose import SECRETS, compose_config
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -170,3 +172,37 @@ def test_logins_are_made_from_passwords_in_the_environment(settings, database_ur
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'drop role if exists "{name}"')
+
+
+def test_compose_needs_real_secrets_and_gives_each_service_only_its_own():
+    for missing in SECRETS:
+        done = compose_config(**{k: v for k, v in SECRETS.items() if k != missing})
+        assert done.returncode != 0 and missing in done.stderr, (missing, done.stderr)
+    services = yaml.safe_load(compose_config(**SECRETS).stdout)["services"]
+    # Airflow's UI/API on loopback unless asked; the collector is the one service facing the network.
+    assert services["airflow-apiserver"]["ports"][0].startswith("127.0.0.1:")
+    for name, service in services.items():
+        env = service.get("environment", {})
+        url = env.get("PULSE_DATABASE_URL", "")
+        if name not in (
+            "airflow-init",
+            "postgres",
+        ):  # the one-off that creates roles: the only superuser client
+            assert not url.startswith("postgresql://pulse:"), name
+            assert SECRETS["POSTGRES_PASSWORD"] not in str(env), name
+        if name in ("collector", "feature-server"):
+            assert not any(key.startswith("AIRFLOW") for key in env), name
+            assert SECRETS["AIRFLOW_FERNET_KEY"] not in str(env) and SECRETS[
+                "PIPELINE_DB_PASSWORD"
+            ] not in str(env)
+            assert not any("pulse-home" in volume for volume in service.get("volumes", [])), name
+    assert services["collector"]["environment"]["PULSE_DATABASE_URL"].startswith(
+        "postgresql://pulse_svc_collector:"
+    )
+    assert "PULSE_WRITE_KEY" not in services["airflow-scheduler"]["environment"]
+    assert "PULSE_READ_KEY" not in services["feature-server"]["environment"]
+    assert {login.name for login in LOGINS} <= {
+        make_url(s["environment"]["PULSE_DATABASE_URL"]).username
+        for s in services.values()
+        if "environment" in s and "PULSE_DATABASE_URL" in s["environment"]
+    }

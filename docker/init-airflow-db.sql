@@ -1,2 +1,0 @@
--- Airflow's metadata database, beside the Pulse warehouse.
-create database airflow;
