@@ -31,7 +31,6 @@ Uses its own database on the server in PULSE_DATABASE_URL (or the embedded one) 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -43,41 +42,16 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from pulse import db, embedded
-from pulse.config import PROJECT_ROOT, Settings
-from pulse.events.ingest import ingest_path
-from pulse.events.simulator import simulate
-from pulse.transform import PRODUCTION_EXCLUDES, run_dbt
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness  # noqa: E402
+
+from pulse import db, embedded  # noqa: E402
+from pulse.config import PROJECT_ROOT, Settings  # noqa: E402
+from pulse.events.ingest import ingest_path  # noqa: E402
+from pulse.events.simulator import simulate  # noqa: E402
+from pulse.transform import PRODUCTION_EXCLUDES, run_dbt  # noqa: E402
 
 WAREHOUSE_ONLY = ["--exclude", "path:models/audiences", "path:models/staging/ml", *PRODUCTION_EXCLUDES]
-
-
-def _admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(
-        make_url(url).set(database="postgres").render_as_string(hide_password=False), autocommit=True
-    )
-
-
-def split_at_last_day(events_path: Path, share: float, base: Path, increment: Path) -> tuple[int, int]:
-    """Write the events before the last simulated day to `base` and the first `share` of the base's
-    count from that day on (in time order) to `increment`; the rest of the day is never loaded."""
-    with events_path.open() as source:
-        # ISO timestamps in UTC ("...Z") compare as strings.
-        stamps = sorted(json.loads(line)["timestamp"] for line in source)
-    last_day = stamps[-1][:10] + "T00:00:00"
-    n_base = sum(stamp < last_day for stamp in stamps)
-    wanted = stamps[n_base : n_base + max(1, round(n_base * share))]
-    until = wanted[-1]
-    n_increment = 0
-    with events_path.open() as source, base.open("w") as old, increment.open("w") as new:
-        for line in source:
-            stamp = json.loads(line)["timestamp"]
-            if stamp < last_day:
-                old.write(line)
-            elif stamp <= until:
-                new.write(line)
-                n_increment += 1
-    return n_base, n_increment
 
 
 def timed_build(settings: Settings, *extra: str) -> tuple[float, float, float]:
@@ -114,7 +88,7 @@ def main() -> None:
 
     server = os.environ.get("PULSE_DATABASE_URL") or embedded.start(PROJECT_ROOT / ".pulse")
     name = f"pulse_bench_warehouse_{uuid.uuid4().hex[:8]}"
-    with _admin(server) as conn:
+    with harness.admin(server) as conn:
         conn.execute(f'create database "{name}"')
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     work = Path(tempfile.mkdtemp(prefix="pulse-bench-warehouse-"))
@@ -134,15 +108,9 @@ def main() -> None:
             activity=args.activity,
         )
         base, increment = work / "base.jsonl", work / "increment.jsonl"
-        n_base, n_increment = split_at_last_day(sim.events_path, args.increment, base, increment)
+        n_base, n_increment = harness.split_at_last_day(sim.events_path, args.increment, base, increment)
         ingest_path(base, settings)
-        with psycopg.connect(url) as conn:
-            # History as a daily pipeline would have loaded it: each day's events the next morning.
-            conn.execute(
-                "update raw.events set loaded_at = date_trunc('day', event_at) + interval '1 day 1 hour'"
-            )
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("vacuum analyze raw.events")
+        harness.backdate_loads(url)  # each day's events loaded the next morning, as a daily pipeline would
         run_dbt(["parse"], settings)  # dbt imported and the project parsed before either timed build
         print(f"loaded {n_base:,} events; building from scratch ...", flush=True)
         threads = ["--threads", str(args.threads)] if args.threads else []
@@ -151,12 +119,10 @@ def main() -> None:
             f"  full build        {full:7.1f} s  (models {full_models:6.1f} s, tests {full_tests:6.1f} s)",
             flush=True,
         )
-        with psycopg.connect(url, autocommit=True) as conn:
-            # What the server does in the day between two daily builds: autovacuum (right after the
-            # full build it would still be vacuuming the new million-row tables) and a checkpoint (the
-            # full build's gigabytes of dirty pages would otherwise be written out during the next one).
-            conn.execute("vacuum analyze")
-            conn.execute("checkpoint")
+        # What the server does in the day between two daily builds: autovacuum (right after the full
+        # build it would still be vacuuming the new million-row tables) and a checkpoint (the full
+        # build's gigabytes of dirty pages would otherwise be written out during the next one).
+        harness.settle(url)
 
         ingest_path(increment, settings)  # no analyze: the planner reads new extremes from the index
         share = n_increment / n_base
@@ -191,7 +157,7 @@ def main() -> None:
     finally:
         db._engine_for(url).dispose()
         if not args.keep:
-            with _admin(server) as conn:
+            with harness.admin(server) as conn:
                 conn.execute(f'drop database if exists "{name}" with (force)')
         else:
             print(f"kept database {name}", file=sys.stderr)
