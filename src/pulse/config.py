@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     model_signing_key_previous: SecretStr | None = Field(
         default=None, description="The key before a rotation: models it signed still load until retrained."
     )
+    landed_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days loaded event files stay under PULSE_HOME/landing/loaded/ (to re-run a window), then deleted.",
+    )
     project_dir: Path = Field(
         default=PROJECT_ROOT, description="Where dags/, dbt_project/ and feature_repo/ live."
     )

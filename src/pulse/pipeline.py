@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pulse.config import Settings, get_settings
 from pulse.db import engine
 from pulse.events.ingest import expand_paths, ingest_file
+from pulse.events.retention import WINDOW_KEY_FORMAT, purge_loaded
 
 PULSE_OWNED_TABLES = (
     "ml.training_windows",
@@ -62,8 +63,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def window_key(end: datetime) -> str:
-    """A folder-safe name for the window ending at `end` (e.g. `20260301T0100Z`)."""
-    return f"{_utc(end):%Y%m%dT%H%M%SZ}"
+    """A folder-safe name for the window ending at `end` (e.g. `20260301T010000Z`)."""
+    return _utc(end).strftime(WINDOW_KEY_FORMAT)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class WindowIngest:
     inserted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    purged: list[str] = field(default_factory=list)  # loaded folders past their retention, deleted
 
 
 def ingest_window(start: datetime, end: datetime, settings: Settings | None = None) -> WindowIngest:
@@ -85,6 +87,7 @@ def ingest_window(start: datetime, end: datetime, settings: Settings | None = No
     `landing/loaded/<window end>/`, then loaded from there in one transaction; loading keys on
     messageId and rejects key on (file, line, payload), so re-running the window reloads exactly its
     claimed files and changes nothing. Files landed at or after `end` wait for their own window.
+    Claimed folders older than `PULSE_LANDED_RETENTION_DAYS` are deleted (`pulse.events.retention`).
     """
     settings = settings or get_settings()
     start, end = _utc(start), _utc(end)
@@ -111,6 +114,7 @@ def ingest_window(start: datetime, end: datetime, settings: Settings | None = No
         report.inserted += result.inserted
         report.duplicates += result.duplicates
         report.rejected += result.rejected
+    report.purged = purge_loaded(end, settings)
     return report
 
 
