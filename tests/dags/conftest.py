@@ -10,6 +10,9 @@ from pulse.config import PROJECT_ROOT
 # Airflow's plugins folder is the project's (as `pulse airflow` and docker-compose set it); set before
 # Airflow is first imported in this process.
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
+# A busy CI machine (two test workers on two cores) can take longer than Airflow's 30 s default to import
+# a DAG file; a timeout there would fail the test for the machine's load, not for the DAG.
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "180")
 
 
 @pytest.fixture(scope="session")
@@ -25,4 +28,7 @@ def airflow_db() -> str:
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
+    from pulse.transform import dbt_manifest
+
+    dbt_manifest()  # `dbt parse` once, outside the DAG import timeout
     return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
