@@ -1,8 +1,8 @@
 """
 ### pulse_ingest
 
-Every 5 minutes, loads the event files landed in `PULSE_HOME/landing/` before the end of the run's data
-interval into `raw.events` (bad lines into `raw.events_rejected`, with the reason). A file is first
+Every 5 minutes (`PULSE_INGEST_SCHEDULE`, a cron expression in UTC: `@daily` for daily file drops),
+loads the event files landed in `PULSE_HOME/landing/` before the end of the run's data interval into `raw.events` (bad lines into `raw.events_rejected`, with the reason). A file is first
 claimed into `landing/loaded/<interval end>/`, then loaded in one transaction keyed on `messageId`, so
 re-running an interval reloads exactly its files and adds nothing.
 
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from pulse.config import get_settings
 from pulse.dag_support import DEFAULT_ARGS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
 
 
 @dag(
     dag_id="pulse_ingest",
-    schedule=CronDataIntervalTimetable("*/5 * * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(get_settings().ingest_schedule, timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # windows claim files in order

@@ -1,8 +1,8 @@
 """
 ### pulse_train
 
-Weekly (Mondays 04:00 UTC) and on demand (trigger it from the UI): trains every prediction task
-(`pulse.modeling.tasks`) on a rolling time-split backtest of the point-in-time feature snapshots (Feast
+Weekly (Mondays 04:00 UTC; `PULSE_TRAIN_SCHEDULE`, cron) and on demand (trigger it from the UI): trains
+every prediction task (`pulse.modeling.tasks`) on a rolling time-split backtest of the point-in-time feature snapshots (Feast
 offline store), with BG/NBD beside the candidates, and records every run and its metrics in
 `ml.model_runs` / `ml.model_metrics`. A challenger replaces a task's champion only when it beats it by a
 margin; a task without enough data keeps a baseline champion and the run says why.
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from pulse.config import get_settings
 from pulse.dag_support import DEFAULT_ARGS, MODEL, START_DATE, TAGS, data_window, publish
 
 
 @dag(
     dag_id="pulse_train",
-    schedule=CronDataIntervalTimetable("0 4 * * 1", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(get_settings().train_schedule, timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

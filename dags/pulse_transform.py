@@ -1,14 +1,21 @@
 """
 ### pulse_transform
 
-Runs the dbt project (`dbt_project/`) through astronomer-cosmos when new events land: one Airflow task
-per model, each a `dbt build` of that model and its data tests (dbt's unit tests run in CI, not in
-production), in dependency order, so the graph shows each
-model and a failing test stops only what depends on it. The graph is rendered from the manifest
-`dbt parse` writes (`LoadMode.DBT_MANIFEST`; re-made automatically when a model changes), not by running
-dbt at every parse. The heavy models are incremental: each build processes the events loaded since the
-last one (plus a lookback for late commits), so a re-run of a window adds nothing and leaves the tables
-identical.
+Runs the dbt project (`dbt_project/`) through astronomer-cosmos when new events land, as a production
+build (the same selection as `pulse build`: no audience models, no dbt unit tests), with a task per
+model in dependency order, so the graph shows each model and a failing test stops only what depends on
+it. How dbt runs is `PULSE_DBT_EXECUTION_MODE`:
+
+- `local`: each model's task runs `dbt build` of that model and its data tests; a test over two models
+  (e.g. `relationships`) runs in its own task once both are built.
+- `watcher`: one task (`dbt_producer_watcher`) runs one `dbt build` of the whole selection with dbt's
+  threads; each model's `run` and `test` tasks watch it and finish when dbt reports that node (a retry
+  of a failed model's task re-runs just that model).
+
+dbt starts inside the task's process (`PULSE_DBT_INVOCATION_MODE=dbt_runner`) or as a `dbt` command
+(`subprocess`). The graph is rendered from the manifest `dbt parse` writes (`LoadMode.DBT_MANIFEST`;
+re-made automatically when a model changes), not by running dbt at every parse. The marts are tables
+rebuilt from `raw.events`, so a re-run gives identical tables.
 
 `profiles.yml` reads `PULSE_PG_*`, which each task derives from the warehouse connection just before
 dbt starts. Ends by checking the marts the next steps read, then emits `pulse_marts`
@@ -24,7 +31,7 @@ from pathlib import Path
 
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from pulse.config import get_settings
 from pulse.dag_support import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
@@ -32,6 +39,7 @@ from pulse.transform import PRODUCTION_EXCLUDE_SELECTORS, PRODUCTION_EXCLUDES_EN
 
 _settings = get_settings()
 DBT_DIR = _settings.project_dir / "dbt_project"
+WATCHER = _settings.dbt_execution_mode == "watcher"
 
 
 @dag(
@@ -55,14 +63,17 @@ def pulse_transform():
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
+            # The watcher's one `dbt build` runs the tests; a task per model watches its tests
+            # (cosmos has no per-model build task in that mode).
+            test_behavior=TestBehavior.AFTER_EACH if WATCHER else TestBehavior.BUILD,
             # A test over two models (e.g. `relationships`) runs in its own task once both are built.
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,  # Pulse emits its own Assets, with the data window
             exclude=PRODUCTION_EXCLUDE_SELECTORS,  # as `pulse build`: the audience models come after scoring
         ),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
+            execution_mode=ExecutionMode.WATCHER if WATCHER else ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode(_settings.dbt_invocation_mode),
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
         ),
         operator_args={
@@ -70,6 +81,8 @@ def pulse_transform():
             "append_env": True,  # dbt sees the PULSE_PG_* the pre_execute hook exported
             # A production build: no dbt unit tests (they run in CI; see pulse.transform).
             "env": PRODUCTION_EXCLUDES_ENV,
+            # Watchers: look at the build's progress every 2 s (cosmos: 10 s) while deferred.
+            **({"poke_interval": 2} if WATCHER else {}),
         },
     )
 

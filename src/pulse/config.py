@@ -85,6 +85,22 @@ class Settings(BaseSettings):
     triggers_poll_seconds: float = Field(
         default=0.1, gt=0, le=10, description="How often the trigger dispatcher looks for due timers."
     )
+    ingest_schedule: str = Field(
+        default="*/5 * * * *",
+        description="When the pulse_ingest DAG loads landed files (cron, UTC; each run loads its interval's).",
+    )
+    train_schedule: str = Field(
+        default="0 4 * * 1", description="When the pulse_train DAG trains (cron, UTC; default Mondays 04:00)."
+    )
+    dbt_execution_mode: Literal["watcher", "local"] = Field(
+        default="local",
+        description="How the transform DAG runs dbt (cosmos): `watcher`, one dbt build that each model's "
+        "task watches; `local`, a dbt build per model task.",
+    )
+    dbt_invocation_mode: Literal["dbt_runner", "subprocess"] = Field(
+        default="dbt_runner",
+        description="How a transform task starts dbt: in the task's process (`dbt_runner`) or as a `dbt` command.",
+    )
 
     @property
     def home_dir(self) -> Path:

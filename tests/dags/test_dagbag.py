@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from pulse.config import get_settings
+
 pytestmark = pytest.mark.xdist_group("airflow")
 
 PULSE_DAGS = {"pulse_ingest", "pulse_transform", "pulse_features", "pulse_train", "pulse_score_audiences"}
@@ -56,7 +58,8 @@ def test_dags_are_chained_by_assets(dagbag):
     assert dagbag.dags["pulse_train"].timetable.expression == "0 4 * * 1"
 
 
-def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
+def _transform_nodes(tmp_path) -> tuple[set[str], set[str]]:
+    """The models the transform DAG builds, and the tests over two of them (from dbt's manifest)."""
     from pulse.config import Settings
     from pulse.transform import dbt_manifest
 
@@ -72,18 +75,35 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
         and len(parents := {d for d in n["depends_on"]["nodes"] if d.startswith("model.")}) > 1
         and parents <= built
     }
+    return models, multi_parent_tests
+
+
+def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
+    models, multi_parent_tests = _transform_nodes(tmp_path)
     dag = dagbag.dags["pulse_transform"]
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
-    model_tasks = {t for t in dbt_tasks if t.endswith("_model_build")}
-    assert model_tasks == {f"dbt.{m}_model_build" for m in models}
+    if get_settings().dbt_execution_mode == "watcher":
+        # One producer runs `dbt build` of the selection; a run and a test task per model watch it.
+        producer = dag.get_task("dbt.dbt_producer_watcher")
+        assert producer.exclude == "tag:audiences" and producer.env == {
+            "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"
+        }
+        model_tasks = {t for t in dbt_tasks if t.endswith(".run")}
+        assert model_tasks == {f"dbt.{m}.run" for m in models}
+        assert {t for t in dbt_tasks if t.endswith(".test")} <= {f"dbt.{m}.test" for m in models}
+        test_tasks = dbt_tasks - model_tasks - {t for t in dbt_tasks if t.endswith(".test")}
+        test_tasks -= {"dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done"}
+    else:
+        model_tasks = {t for t in dbt_tasks if t.endswith("_model_build")}
+        assert model_tasks == {f"dbt.{m}_model_build" for m in models}
+        # Materialised models run `dbt build` (model + its own tests); ephemeral ones have nothing to run.
+        builds = {t.task_id for t in dag.tasks if type(t).__name__ == "DbtBuildLocalOperator"}
+        assert {"dbt.stg_pulse__events_model_build", "dbt.customer_features_model_build"} <= builds
+        test_tasks = dbt_tasks - model_tasks
     # A test over two models runs in its own task, after both models are built.
-    test_tasks = dbt_tasks - model_tasks
     assert test_tasks == {f"dbt.{t}_test" for t in multi_parent_tests}
     for task_id in test_tasks:
         assert len(dag.get_task(task_id).upstream_task_ids) >= 2, task_id
-    # Materialised models run `dbt build` (model + its own tests); ephemeral ones have nothing to run.
-    builds = {t.task_id for t in dag.tasks if type(t).__name__ == "DbtBuildLocalOperator"}
-    assert {"dbt.stg_pulse__events_model_build", "dbt.customer_features_model_build"} <= builds
     # The marts check waits for every dbt task (through the leaves of the dbt graph).
     leaves = {t for t in dbt_tasks if not dag.get_task(t).downstream_task_ids & dbt_tasks}
     assert leaves
