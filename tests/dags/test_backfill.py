@@ -1,0 +1,128 @@
+"""Backfill through the scheduler: seven daily ingest intervals backfilled with Airflow 3's backfill (the
+REST API's `POST /backfills`) load, build and materialise exactly what the same seven days give when
+they are run one by one, each day's chain finished before the next day starts.
+
+Both go through the same local Airflow (scheduler, api-server, dag-processor, triggerer; LocalExecutor;
+pulse.local_airflow), ingest scheduled daily: first day by day, then, on an emptied warehouse and with
+those runs deleted, the backfill. Downstream DAGs follow by Assets either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from pulse import db
+from pulse.config import Settings
+from pulse.events.simulator import simulate
+from pulse.local_airflow import cluster_environment, start_cluster
+from tests.conftest import _admin
+from tests.dags.test_celery import RUN_COLUMNS, _database, _drop, outputs
+from tests.e2e.test_airflow_ui import _free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
+
+FIRST_DAY = datetime(2026, 1, 1, tzinfo=UTC)  # the DAGs' start date
+DAYS = [FIRST_DAY + timedelta(days=n) for n in range(7)]
+# Daily, but only in January: unpausing creates one scheduled run (the last complete interval, January
+# 30th, before anything is landed) and no other until next January, so only the runs below load files.
+INGEST_SCHEDULE = "0 0 * 1 *"
+# Training is weekly and not part of a backfill of ingest: score_audiences skips (no model) both ways.
+CHAIN = ["pulse_ingest", "pulse_transform", "pulse_features", "pulse_score_audiences"]
+
+
+def _land_days(events_path: Path, landing: Path) -> None:
+    """One file per simulated day, landed at noon of that day (so the day's interval claims it)."""
+    by_day: dict[str, list[str]] = {}
+    for line in events_path.read_text().splitlines(keepends=True):
+        by_day.setdefault(json.loads(line)["timestamp"][:10], []).append(line)
+    for day in DAYS:
+        path = landing / f"events-{day:%Y%m%d}.jsonl"
+        path.write_text("".join(by_day.get(f"{day:%Y-%m-%d}", [])))
+        noon = (day + timedelta(hours=12)).timestamp()
+        os.utime(path, (noon, noon))
+
+
+def _ingested(api) -> dict[str, dict]:
+    """Per ingest interval (by its end): the files it claimed and what it loaded."""
+    found = {}
+    for run in api.runs("pulse_ingest"):
+        assert run["state"] == "success", run
+        if run["run_type"] == "scheduled":  # the one run unpausing made, before anything was landed
+            continue
+        report = api.return_value("pulse_ingest", run["dag_run_id"], "load_landed_files")
+        found[report["window_end"]] = report
+    return found
+
+
+def _reset_warehouse(server_url: str, name: str, settings: Settings, events_path: Path) -> None:
+    """An empty warehouse (Feast's registry and online store live in it too) and the files landed again."""
+    db._engine_for(settings.database_url).dispose()
+    with _admin(server_url) as conn:
+        conn.execute(f'drop database "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    db.create_schemas(settings)
+    shutil.rmtree(settings.landing_dir)
+    _land_days(events_path, settings.landing_dir)
+
+
+def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_path):
+    sim = simulate(tmp_path / "sim", customers=150, days=7, seed=11, end=DAYS[-1] + timedelta(days=1))
+    warehouse = _database(server_url, "pulse_test_backfill")
+    metadata = _database(server_url, "pulse_test_backfill_meta")
+    pg = make_url(server_url)
+    settings = Settings(
+        database_url=pg.set(database=warehouse).render_as_string(False),
+        home=tmp_path / "home",
+        feast_project="pulse_backfill",
+    )
+    env = cluster_environment(
+        settings,
+        metadata_url=pg.set(drivername="postgresql+psycopg2", database=metadata).render_as_string(False),
+        port=_free_port(),
+    )
+    env.update({"PULSE_INGEST_SCHEDULE": INGEST_SCHEDULE, "PULSE_TRAIN_SCHEDULE": "0 0 1 1 *"})
+    cluster = start_cluster(env)
+    try:
+        api = cluster.api()
+        api.wait_for_dags(CHAIN)
+        api.wait_for_runs("pulse_ingest", 1)  # the scheduled run unpausing makes (nothing to load)
+        _land_days(sim.events_path, settings.landing_dir)
+
+        for day in DAYS:  # one by one: each day's chain settles before the next day is ingested
+            api.trigger("pulse_ingest", day, interval=(day, day + timedelta(days=1)))
+            api.wait_until_idle(CHAIN)
+        one_by_one = outputs(settings.database_url, settings.feast_project)
+        one_by_one_ingested = _ingested(api)
+
+        for dag_id in CHAIN:
+            api.delete_runs(dag_id)
+        _reset_warehouse(server_url, warehouse, settings, sim.events_path)
+        assert outputs(settings.database_url, settings.feast_project)["raw.events"][0] == 0
+
+        api.backfill("pulse_ingest", DAYS[0], DAYS[-1])
+        api.wait_until_idle(CHAIN)
+        runs = api.runs("pulse_ingest")
+        assert len(runs) == 7 and {r["run_type"] for r in runs} == {"backfill"}, runs
+        backfilled = outputs(settings.database_url, settings.feast_project)
+        backfilled_ingested = _ingested(api)
+    finally:
+        logs = cluster.logs()
+        cluster.stop()
+        _drop(server_url, metadata)
+        _drop(server_url, warehouse)
+
+    # Each interval claimed its own day's file and loaded the same events either way.
+    assert sorted(one_by_one_ingested) == [(d + timedelta(days=1)).isoformat() for d in DAYS]
+    assert backfilled_ingested == one_by_one_ingested
+    assert all(r["inserted"] > 0 and len(r["files"]) == 1 for r in backfilled_ingested.values())
+    assert one_by_one["marts.customer_features"][0] > 0, one_by_one
+    differ = {t: (one_by_one.get(t), backfilled.get(t)) for t in one_by_one.keys() | backfilled.keys()}
+    differ = {t: pair for t, pair in differ.items() if pair[0] != pair[1]}
+    assert not differ, (differ, RUN_COLUMNS, logs[-3000:])
