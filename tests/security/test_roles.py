@@ -18,9 +18,10 @@ from pulse.cli import app
 from pulse.config import Settings
 from pulse.db import create_schemas
 from pulse.events.ingest import parse_line
-from pulse.events.load import Rejection, write_events, write_rejections
+from pulse.events.load import Rejection, ensure_raw_tables, write_events, write_rejections
 from pulse.roles import JOB_ROLES, LOGINS, create_roles
 from pulse.transform import run_dbt
+from pulse.triggers.engine import ensure_trigger_tables
 from tests.dags.test_compose import SECRETS, compose_config
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -74,7 +75,10 @@ def test_each_role_does_exactly_its_job(settings, logins, monkeypatch):
     collector, transform = logins["pulse_collector"], logins["pulse_transform"]
     scoring, audience, triggers = logins["pulse_scoring"], logins["pulse_audience"], logins["pulse_triggers"]
 
-    # Collector: COPY, the ON CONFLICT fallback that returns new ids, rejects. Reads and writes nothing else.
+    # Collector: starts (its DDL check passes on tables the owner made), COPY, the ON CONFLICT fallback
+    # that returns new ids, rejects. Reads and writes nothing else.
+    ensure_raw_tables(collector)
+    ensure_trigger_tables(triggers)
     with psycopg.connect(collector) as conn:
         assert write_events(conn, [_event("m1"), _event("m2")]).inserted == 2
         again = write_events(conn, [_event("m2"), _event("m3")], want_ids=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from itertools import islice
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
+from pulse.ddl import ensure_tables
 from pulse.events.contract import EVENT_COLUMNS
 from pulse.events.fast import copy_text
 from pulse.events.pii import redact_text
@@ -28,15 +28,7 @@ MAX_REJECTED_PAYLOAD = 256 * 1024  # characters kept of one rejected payload (th
 
 def ensure_raw_tables(url: str) -> None:
     """Create the `raw` schema and its tables (idempotent): all the collector and loaders need."""
-    ddl = resources.files("pulse").joinpath("sql/schema.sql").read_text()
-    for attempt in range(3):  # `create ... if not exists` can race with another process doing the same
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(ddl)
-            return
-        except (errors.UniqueViolation, errors.DuplicateObject, errors.DuplicateTable):
-            if attempt == 2:
-                raise
+    ensure_tables(url, "schema.sql", ("raw.events", "raw.events_rejected", "raw.events_shape"))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import msgspec
@@ -38,6 +37,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from pulse.ddl import ensure_tables
 from pulse.triggers.conditions import flatten
 from pulse.triggers.definitions import (
     CUSTOMER_FIELDS,
@@ -52,18 +52,13 @@ MAX_ENTRY_LAG = timedelta(hours=1)  # entries older than wait + grace + this are
 CATCH_UP_MARGIN = timedelta(seconds=60)  # replayed before the checkpoint on start (plus the ack timeout)
 DEFINITIONS_REFRESH = 2.0  # seconds between re-reads of activation.trigger_definitions
 _decode = msgspec.json.Decoder().decode
+TRIGGER_TABLES = tuple(
+    f"activation.trigger_{name}" for name in ("definitions", "timers", "events", "signals", "stream", "lift")
+)
 
 
 def ensure_trigger_tables(url: str) -> None:
-    ddl = resources.files("pulse").joinpath("sql/triggers.sql").read_text()
-    for attempt in range(3):  # `if not exists` can race with another process doing the same
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(ddl)
-            return
-        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-            if attempt == 2:
-                raise
+    ensure_tables(url, "triggers.sql", TRIGGER_TABLES)
 
 
 def _json(value: Any) -> Mapping[str, Any]:
