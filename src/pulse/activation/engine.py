@@ -75,13 +75,14 @@ def _columns(conn, table: str) -> set[str]:
     )
 
 
-def _field_sql(conn, sync: SyncDefinition) -> tuple[str, bool]:
-    """`jsonb_build_object(...)` of the mapped fields, and whether audience_inputs must be joined."""
+def _field_sql(conn, sync: SyncDefinition) -> tuple[str, bool, dict[str, str]]:
+    """`jsonb_build_object(...)` of the mapped fields (over `m.` members and `i.` inputs columns), whether
+    audience_inputs must be joined, and each field's source column."""
     members = _columns(conn, "audiences.audience_members")
     if not members:
         raise SyncError("audiences.audience_members does not exist yet: run `pulse audiences` first")
     inputs = _columns(conn, "audiences.audience_inputs")
-    parts, join = [], False
+    parts, join, sources = [], False, {}
     for target, column in sync.fields.items():
         if column in members:
             source = f'm."{column}"'
@@ -93,31 +94,37 @@ def _field_sql(conn, sync: SyncDefinition) -> tuple[str, bool]:
                 "audiences.audience_members nor audiences.audience_inputs"
             )
         parts.append(f"'{target}', {source}")
-    return (f"jsonb_build_object({', '.join(parts)})" if parts else "'{}'::jsonb"), join
+        sources[target] = source
+    return (f"jsonb_build_object({', '.join(parts)})" if parts else "'{}'::jsonb"), join, sources
 
 
+# The diff decides on keys and flags, carrying the mapped columns raw; the fields (and their
+# fingerprint) are built for the changed rows only: at a million members, building and hashing them for
+# everyone was most of the plan. Upsert mode compares fingerprints, so {upsert_desired} / {upsert_state}
+# add them for everyone there. A removal sends the fields the destination holds (one index lookup each).
 _PLAN_SQL = """
 insert into activation.sync_plan (run_id, seq, record_key, customer_id, operation, fields, fingerprint, skip_reason)
 with desired as (
-    select m.customer_id, {fields} as fields
+    select m.customer_id, {identified} as is_identified {raw} {upsert_desired}
     from audiences.audience_members m {join}
     where m.audience_name = :audience and m."group" = 'treatment'
 ),
 consent as ({consent}),
 candidates as (
-    select d.customer_id, d.fields, md5(d.fields::text) as fingerprint,
+    select d.*,
         coalesce(c.denied = 0 and (c.granted = :required or :allow_unknown), :allow_unknown or :required = 0)
-            as is_consented,
-        {identified} as is_identified
+            as is_consented
     from desired d left join consent c using (customer_id)
 ),
-state as (select * from activation.sync_state where sync_name = :sync),
+state as (
+    select customer_id, is_present, version {upsert_state}
+    from activation.sync_state where sync_name = :sync
+),
 diff as (
     select coalesce(d.customer_id, s.customer_id) as customer_id,
         case
             when d.is_consented and d.is_identified then
-                case when s.is_present is not true then 'add'
-                     when :mode = 'upsert' and s.fingerprint <> d.fingerprint then 'update' end
+                case when s.is_present is not true then 'add' {update_when} end
             when s.is_present then 'remove'
             when d.customer_id is not null then 'add'
         end as operation,
@@ -127,21 +134,27 @@ diff as (
             when d.customer_id is not null and not d.is_consented then 'consent'
             when d.customer_id is not null then 'no identifier'
         end as skip_reason,
-        case when d.is_consented and d.is_identified then d.fields else coalesce(s.fields, d.fields) end as fields,
-        case when d.is_consented and d.is_identified then d.fingerprint
-             else coalesce(s.fingerprint, d.fingerprint) end as fingerprint,
-        coalesce(s.version, 0) as version
+        coalesce(d.is_consented and d.is_identified, false) or s.customer_id is null as is_desired,
+        coalesce(s.version, 0) as version {carry}
     from candidates d full join state s using (customer_id)
-)
+),
+changes as (
+    select customer_id, operation, skip_reason, version,
+        case when is_desired then {fields} else coalesce((
+            select s.fields from activation.sync_state s where s.sync_name = :sync and s.customer_id = c.customer_id
+        ), {fields}) end as fields
+    from diff c
+    where operation is not null
+),
+fingerprinted as (select *, md5(fields::text) as fingerprint from changes)
 select :run_id, row_number() over (order by skip_reason nulls first, operation, customer_id),
     md5(:sync || '|' || customer_id || '|' || operation || '|' || (version + 1) || '|' || fingerprint),
     customer_id, operation, fields, fingerprint, skip_reason
-from diff
-where operation is not null
-  and not exists (
+from fingerprinted x
+where not exists (
     select 1 from activation.sync_failures f
-    where f.sync_name = :sync and f.customer_id = diff.customer_id and f.is_dead
-      and f.fingerprint = diff.fingerprint and f.operation = diff.operation)
+    where f.sync_name = :sync and f.customer_id = x.customer_id and f.is_dead
+      and f.fingerprint = x.fingerprint and f.operation = x.operation)
 """
 
 _CONSENT_SQL = """
@@ -154,22 +167,35 @@ _NO_CONSENT_SQL = "select null::text as customer_id, 0 as granted, 0 as denied w
 
 def plan(conn, sync: SyncDefinition, run_id: str, settings: Settings) -> runlog.RunCounts:
     """Write the run's plan into activation.sync_plan; its counts."""
-    fields, join = _field_sql(conn, sync)
+    fields, join, sources = _field_sql(conn, sync)
     identifiers = [f for f in destination_class(sync.kind).identifiers if f in sync.fields]
     if destination_class(sync.kind).identifiers and not identifiers:
         raise SyncError(
             f"sync {sync.name}: {sync.kind} matches on one of "
             f"{list(destination_class(sync.kind).identifiers)}; map at least one in `fields`"
         )
-    identified = " or ".join(f"(d.fields ->> '{f}') is not null" for f in identifiers) or "true"
+    identified = " or ".join(f"({sources[f]}) is not null" for f in identifiers) or "true"
     has_consent = bool(
         conn.execute(sa.text("select to_regclass('marts.customer_consent') is not null")).scalar()
     )
+    # A million-row diff hashes both sides: in memory, not spilled in 4 MB batches; no JIT (seconds of
+    # compiling for one statement).
+    conn.execute(sa.text("set local work_mem = '256MB'"))
+    conn.execute(sa.text("set local jit = off"))
+    upsert = sync.mode == "upsert"
+    raw = {target: f'"f_{n}"' for n, target in enumerate(sources)}  # each field's column, carried raw
     sql = _PLAN_SQL.format(
-        fields=fields,
+        fields="jsonb_build_object(" + ", ".join(f"'{t}', c.{c}" for t, c in raw.items()) + ")"
+        if raw
+        else "'{}'::jsonb",
+        raw="".join(f", {sources[t]} as {c}" for t, c in raw.items()),
+        carry="".join(f", d.{c}" for c in raw.values()),
         join="left join audiences.audience_inputs i using (customer_id)" if join else "",
         consent=_CONSENT_SQL if sync.consent and has_consent else _NO_CONSENT_SQL,
         identified=identified,
+        upsert_desired=f", md5(({fields})::text) as fingerprint" if upsert else "",
+        upsert_state=", fingerprint" if upsert else "",
+        update_when="when s.fingerprint <> d.fingerprint then 'update'" if upsert else "",
     )
     conn.execute(
         sa.text(sql),
