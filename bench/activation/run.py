@@ -32,10 +32,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from receiver import Receiver  # noqa: E402
+from scratch import scratch_database  # noqa: E402
 
 from pulse import db  # noqa: E402
 from pulse.activation.destinations.base import Record  # noqa: E402
@@ -136,14 +136,8 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("PULSE_DATABASE_URL"))
     args = parser.parse_args()
 
-    server = args.url or db.warehouse_url(Settings(database_url=None))
-    name = f"pulse_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_url(server).set(database="postgres").render_as_string(hide_password=False)
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
     os.environ[SECRET_ENV] = uuid.uuid4().hex
-    try:
+    with scratch_database(args.url) as url:
         settings = Settings(database_url=url, home=Path(tempfile.mkdtemp(prefix="pulse-bench-activation-")))
         db.create_schemas(settings)
         total = args.members * 10 // 9  # every tenth customer is in the holdout
@@ -229,9 +223,6 @@ def main() -> int:
             and unbalanced == 0
         )
         return 0 if ok else 1
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 if __name__ == "__main__":

@@ -36,11 +36,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 import yaml
-from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
 from receiver import Receiver  # noqa: E402
+from scratch import scratch_database  # noqa: E402
 
 from pulse import db  # noqa: E402
 from pulse.collector.process import CollectorProcess  # noqa: E402
@@ -146,14 +146,8 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("PULSE_DATABASE_URL"))
     args = parser.parse_args()
 
-    server = args.url or db.warehouse_url(Settings(database_url=None))
-    name = f"pulse_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_url(server).set(database="postgres").render_as_string(hide_password=False)
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
     home = Path(tempfile.mkdtemp(prefix="pulse-bench-triggers-"))
-    try:
+    with scratch_database(args.url) as url:
         settings = Settings(database_url=url, home=home)
         db.create_schemas(settings)
         ensure_raw_tables(url)
@@ -221,9 +215,6 @@ def main() -> int:
             and statuses.get("fired", 0) + statuses.get("held_out", 0) == entries
         )
         return 0 if ok else 1
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 if __name__ == "__main__":

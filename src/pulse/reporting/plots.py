@@ -53,6 +53,23 @@ def _dates(ax: Axes, values: pd.Series) -> None:
     ax.tick_params(axis="x", labelsize=7)
 
 
+def _lines(ax: Axes, frame: pd.DataFrame, by: str, when: str, value: str, title: str) -> None:
+    """One dated line per `by` value."""
+    for i, (name, group) in enumerate(frame.groupby(by, sort=True)):
+        ax.plot(
+            pd.to_datetime(group[when]),
+            group[value],
+            marker="o",
+            markersize=3,
+            color=COLORS[i % len(COLORS)],
+            label=name,
+        )
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    _dates(ax, frame[when])
+    _style(ax)
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
@@ -316,20 +333,7 @@ def audience_sizes(sizes: pd.DataFrame, history: pd.DataFrame, lift: pd.DataFram
         _style(ax)
     if over_time is not None:
         title, frame = over_time
-        ax = axes[-1]
-        for i, (name, group) in enumerate(frame.groupby("audience_name", sort=True)):
-            ax.plot(
-                pd.to_datetime(group["when"]),
-                group["customers"],
-                marker="o",
-                markersize=3,
-                color=COLORS[i % len(COLORS)],
-                label=name,
-            )
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
-        _dates(ax, frame["when"])
-        _style(ax)
+        _lines(axes[-1], frame, "audience_name", "when", "customers", title)
     return _png(fig)
 
 
@@ -412,18 +416,6 @@ def activation(delivery: pd.DataFrame, sizes: pd.DataFrame) -> str | None:
         ax.tick_params(axis="y", labelsize=8)
         _style(ax)
     if not sizes.empty:
-        ax = axes[-1]
-        for i, (name, group) in enumerate(sizes.groupby("sync_name", sort=True)):
-            ax.plot(
-                pd.to_datetime(group["finished_at"]),
-                group["destination_size"],
-                marker="o",
-                markersize=3,
-                color=COLORS[i % len(COLORS)],
-                label=name,
-            )
-        ax.set_title("customers at the destination after each run", fontsize=10)
-        ax.legend(fontsize=7)
-        _dates(ax, sizes["finished_at"])
-        _style(ax)
+        title = "customers at the destination after each run"
+        _lines(axes[-1], sizes, "sync_name", "finished_at", "destination_size", title)
     return _png(fig)
