@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from pulse.config import Settings
 from pulse.db import engine
 from pulse.modeling.evaluate import classification_metrics, regression_metrics
+from pulse.modeling.uplift_metrics import metric_rows as uplift_metric_rows
 from pulse.reporting import write_report
 from pulse.reporting.data import load, roc_points
 
@@ -32,6 +33,7 @@ SECTIONS = {
     "audiences": "Audience sizes",
     "lift": "Audience lift over time",
     "drift": "Drift (PSI)",
+    "uplift": "Uplift models",
 }
 PLOTS = {  # embedded PNGs per section with the rows below
     "performance": 1,
@@ -43,6 +45,7 @@ PLOTS = {  # embedded PNGs per section with the rows below
     "audiences": 1,
     "lift": 0,  # audiences.audience_lift is left empty
     "drift": 1,
+    "uplift": 1,  # one campaign
 }
 
 
@@ -238,7 +241,23 @@ def warehouse(settings: Settings) -> dict:
                 ],
             )
             _audiences(conn)
+            _uplift(cur)
     return {"label": label, "score": score, "metrics": rows}
+
+
+def _uplift(cur) -> None:
+    """One campaign: two learners' held-out metrics, as `pulse train-uplift` writes them."""
+    rng = np.random.default_rng(5)
+    treated = rng.random(600) < 0.5
+    score = rng.random(600)
+    outcome = (rng.random(600) < 0.1 + 0.2 * treated * (score > 0.7)).astype(float)
+    cur.execute("insert into ml.campaigns values ('spring', 'file:spring.csv', now(), 600, 0, 0, true)")
+    for algorithm, noise, champion in (("t_learner", 0.1, True), ("x_learner", 0.5, False)):
+        rows = uplift_metric_rows(outcome, treated, score + rng.normal(0, noise, 600), rounds=20)
+        cur.executemany(
+            "insert into ml.uplift_metrics values ('spring', 'u1', %s, %s, %s, %s, %s, now())",
+            [(algorithm, champion, m, b, v) for m, b, v in rows],
+        )
 
 
 def _section(html: str, section_id: str) -> str:
@@ -268,6 +287,7 @@ def test_report_renders_every_section(settings: Settings, warehouse: dict) -> No
     assert "gradient_boosting" in _section(html, "performance")
     assert "orders_30d" in _section(html, "drift")
     assert "loyal buyers" in _section(html, "segments")
+    assert "t_learner" in _section(html, "uplift")
     assert "<script" not in html  # self-contained and static
 
 

@@ -72,6 +72,9 @@ class ReportData:
     sync_delivery: pd.DataFrame = field(default_factory=pd.DataFrame)  # per sync: sent, accepted, rate
     sync_rejects: pd.DataFrame = field(default_factory=pd.DataFrame)  # per sync and reason: rows
     sync_sizes: pd.DataFrame = field(default_factory=pd.DataFrame)  # sync_name, finished_at, destination_size
+    uplift: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # campaign, algorithm, is_champion, metric, bucket, value
 
 
 RUNS_SQL = """
@@ -284,7 +287,22 @@ def load(conn: Connection) -> ReportData:
         drift=drift,
         missing=missing,
         notes=notes,
+        uplift=_uplift(conn, missing),
     )
+
+
+UPLIFT_SQL = """
+select campaign, algorithm, is_champion, metric, bucket, value from ml.uplift_metrics
+where metric in ('qini_x', 'qini_y', 'uplift_decile', 'qini', 'auuc', 'uplift_at_10', 'uplift_at_30')
+order by campaign, algorithm, metric, bucket
+"""
+
+
+def _uplift(conn: Connection, missing: set[str]) -> pd.DataFrame:
+    if not table_exists(conn, "ml.uplift_metrics"):
+        missing.add("ml.uplift_metrics")
+        return pd.DataFrame()
+    return _frame(conn, UPLIFT_SQL)
 
 
 TRIGGERS_SQL = """

@@ -343,6 +343,27 @@ def _drift(data: ReportData) -> Section:
     return section
 
 
+def _uplift(data: ReportData) -> Section:
+    section = Section(
+        "uplift",
+        "Uplift models",
+        "Per campaign (`pulse train-uplift`), on the held-out 30%: the Qini curve of every learner (incremental "
+        "outcomes as more customers are targeted, best predicted uplift first; above the dotted line is better "
+        "than random; `true_effect` is the simulator's truth) and the champion's observed uplift by decile.",
+    )
+    if data.uplift.empty:
+        section.unavailable = _missing(data, "ml.uplift_metrics")
+        return section
+    for campaign in sorted(data.uplift["campaign"].unique()):
+        _add(section, f"Campaign {campaign}", plots.uplift(data.uplift, campaign))
+    scalars = data.uplift[data.uplift["bucket"] == 0]
+    wide = scalars.pivot_table(
+        index=["campaign", "algorithm", "is_champion"], columns="metric", values="value"
+    )
+    section.tables.append(("ml.uplift_metrics (held-out)", _table(wide.reset_index(), digits=4)))
+    return section
+
+
 def build_sections(data: ReportData) -> list[Section]:
     return [
         _performance(data),
@@ -353,6 +374,7 @@ def build_sections(data: ReportData) -> list[Section]:
         _segments(data),
         _audiences(data),
         _lift(data),
+        _uplift(data),
         _triggers(data),
         _activation(data),
         _drift(data),

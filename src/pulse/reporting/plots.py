@@ -207,6 +207,36 @@ def gain_and_lift(deciles: pd.DataFrame) -> str | None:
     return _png(fig)
 
 
+def uplift(metrics: pd.DataFrame, campaign: str) -> str | None:
+    """One campaign: every learner's held-out Qini curve, and the champion's uplift by decile."""
+    rows = metrics[metrics["campaign"] == campaign]
+    if rows.empty:
+        return None
+    fig, (qini_ax, decile_ax) = _figure(4.2, ncols=2)
+    for i, (algorithm, group) in enumerate(rows.groupby("algorithm", sort=True)):
+        x = group[group["metric"] == "qini_x"].sort_values("bucket")["value"].to_numpy()
+        y = group[group["metric"] == "qini_y"].sort_values("bucket")["value"].to_numpy()
+        if len(x) and len(x) == len(y):
+            style = {"linestyle": "--", "color": "black"} if algorithm == "true_effect" else {}
+            qini_ax.plot(x * 100, y * 100, label=algorithm, color=COLORS[i % len(COLORS)], **style)
+            if algorithm != "true_effect" and group["is_champion"].any():
+                qini_ax.plot([0, 100], [0, y[-1] * 100], color="grey", linestyle=":", label="random")
+                deciles = group[group["metric"] == "uplift_decile"].sort_values("bucket")
+                decile_ax.bar(deciles["bucket"], deciles["value"] * 100, color=COLORS[i % len(COLORS)])
+                decile_ax.set_title(f"Uplift by decile ({algorithm})", fontsize=11)
+    qini_ax.set_xlabel("customers targeted, top % by predicted uplift")
+    qini_ax.set_ylabel("incremental outcomes per 100 treated")
+    qini_ax.set_title("Qini curves (held-out)", fontsize=11)
+    qini_ax.legend(fontsize=8)
+    decile_ax.axhline(0, color="grey", linewidth=0.8)
+    decile_ax.set_xticks(range(1, 11))
+    decile_ax.set_xlabel("predicted-uplift decile (1 = top 10%)")
+    decile_ax.set_ylabel("treated minus control rate, points")
+    for ax in (qini_ax, decile_ax):
+        _style(ax)
+    return _png(fig)
+
+
 def calibration(bins: pd.DataFrame) -> str | None:
     if bins.empty:
         return None
