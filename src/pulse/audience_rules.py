@@ -106,7 +106,12 @@ def input_columns() -> dict[str, str]:
     """`audiences.audience_inputs` column -> SQL type, from the model's dbt contract."""
     models = yaml.safe_load(INPUTS_CONTRACT.read_text())["models"]
     model = next(m for m in models if m["name"] == "audience_inputs")
-    return {c["name"]: c["data_type"] for c in model["columns"]}
+    return {c["name"]: c["data_type"] for c in model["columns"]} | UPLIFT_COLUMNS
+
+
+# Joined to the inputs per audience from ml.uplift_scores of the definition's `uplift_campaign`.
+UPLIFT_COLUMNS = {"uplift": "double precision", "uplift_if_treated": "double precision",
+                  "uplift_if_control": "double precision"}  # fmt: skip
 
 
 def _node_name(node: exp.Expression) -> str:

@@ -11,6 +11,7 @@ cohort whose outcome window has passed into `audiences.audience_lift`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Annotated
 
 import sqlalchemy as sa
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
-from pulse.audience_rules import check_rank_by, check_rule
+from pulse.audience_rules import UPLIFT_COLUMNS, check_rank_by, check_rule
 from pulse.config import Settings, get_settings
 from pulse.csv_export import SafeCsvWriter
 from pulse.db import engine
@@ -45,6 +46,19 @@ class AudienceDefinition(BaseModel):
     holdout_pct: int = Field(ge=0, le=50)
     max_size: int | None = Field(default=None, gt=0)
     outcome_days: int = Field(default=14, gt=0)
+    uplift_campaign: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="campaign of `pulse train-uplift` whose uplift, uplift_if_treated, uplift_if_control "
+        "the rule and rank_by may use",
+    )
+
+    @model_validator(mode="after")
+    def _uplift_needs_a_campaign(self) -> AudienceDefinition:
+        used = {self.rank_by} | set(re.findall(r"[a-z_]+", self.rule))
+        if used & UPLIFT_COLUMNS.keys() and self.uplift_campaign is None:
+            raise ValueError("rule or rank_by uses uplift: name the campaign in uplift_campaign")
+        return self
 
 
 class AudienceConfigError(ValueError):
@@ -80,15 +94,18 @@ def sync_definitions(definitions: list[AudienceDefinition], settings: Settings) 
             conn.execute(
                 sa.text(
                     "insert into audiences.audience_definitions (audience_name, description, rule, rank_by, "
-                    "holdout_pct, max_size, outcome_days, synced_at) values (:name, :description, :rule, "
-                    ":rank_by, :holdout_pct, :max_size, :outcome_days, :now) on conflict (audience_name) do update "
+                    "holdout_pct, max_size, outcome_days, synced_at, uplift_campaign) values (:name, :description, "
+                    ":rule, :rank_by, :holdout_pct, :max_size, :outcome_days, :now, :uplift_campaign) "
+                    "on conflict (audience_name) do update "
                     "set description = excluded.description, rule = excluded.rule, rank_by = excluded.rank_by, "
                     "holdout_pct = excluded.holdout_pct, max_size = excluded.max_size, "
-                    "outcome_days = excluded.outcome_days, synced_at = excluded.synced_at "
+                    "outcome_days = excluded.outcome_days, synced_at = excluded.synced_at, "
+                    "uplift_campaign = excluded.uplift_campaign "
                     "where (audience_definitions.description, audience_definitions.rule, audience_definitions.rank_by, "
-                    "audience_definitions.holdout_pct, audience_definitions.max_size, audience_definitions.outcome_days) "
+                    "audience_definitions.holdout_pct, audience_definitions.max_size, audience_definitions.outcome_days, "
+                    "audience_definitions.uplift_campaign) "
                     "is distinct from (excluded.description, excluded.rule, excluded.rank_by, excluded.holdout_pct, "
-                    "excluded.max_size, excluded.outcome_days)"
+                    "excluded.max_size, excluded.outcome_days, excluded.uplift_campaign)"
                 ),
                 {**d.model_dump(), "now": now},
             )

@@ -1,10 +1,11 @@
 -- depends_on: {{ ref('stg_audiences__definitions') }}
 -- Current members of every audience defined in YAML (dbt_project/audiences/*.yml, synced to
 -- audiences.audience_definitions by `pulse audiences`): the customers matching the rule, best first by
--- `rank_by`, capped at `max_size`, each in a stable treatment / holdout group.
+-- `rank_by`, capped at `max_size`, each in a stable treatment / holdout group. With `uplift_campaign`,
+-- the rule and rank_by may also use that campaign's uplift (ml.uplift_scores).
 {% set definitions = [] %}
 {% if execute %}
-    {% set rows = run_query("select audience_name, rule, rank_by, holdout_pct, max_size from " ~ ref('stg_audiences__definitions') ~ " order by audience_name") %}
+    {% set rows = run_query("select audience_name, rule, rank_by, holdout_pct, max_size, uplift_campaign from " ~ ref('stg_audiences__definitions') ~ " order by audience_name") %}
     {% set definitions = rows.rows %}
 {% endif %}
 
@@ -14,6 +15,12 @@ with
 inputs as (  -- noqa: ST03
 
     select * from {{ ref('audience_inputs') }}
+
+),
+
+uplift_scores as (  -- noqa: ST03
+
+    select * from {{ ref('stg_ml__uplift_scores') }}
 
 ),
 
@@ -29,7 +36,18 @@ matched as (
         {{ d[3] }} as holdout_pct,
         {{ d[4] if d[4] is not none else "null" }}::integer as max_size,
         row_number() over (order by {{ d[2] }} desc nulls last, customer_id) as member_position
-    from inputs
+    from (
+        -- the definition's campaign's uplift beside the inputs (null without one)
+        select
+            inputs.*,
+            uplift_scores.uplift,
+            uplift_scores.uplift_if_treated,
+            uplift_scores.uplift_if_control
+        from inputs
+        left join uplift_scores
+            on inputs.customer_id = uplift_scores.customer_id
+            and uplift_scores.campaign = '{{ d[5] or "" }}'
+    ) as inputs
     where {{ d[1] }}
     {{ "union all" if not loop.last }}
     {% endfor %}

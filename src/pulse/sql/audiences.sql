@@ -49,3 +49,6 @@ create table if not exists audiences.audience_lift (
 -- 95 percent interval of relative_lift (Fieller's); null when the holdout rate is not clearly above 0.
 alter table audiences.audience_lift add column if not exists relative_lift_ci_low double precision;
 alter table audiences.audience_lift add column if not exists relative_lift_ci_high double precision;
+
+-- Campaign of `pulse train-uplift` whose uplift scores the audience's rule and rank_by may use.
+alter table audiences.audience_definitions add column if not exists uplift_campaign text;

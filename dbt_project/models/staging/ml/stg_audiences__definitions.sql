@@ -15,7 +15,8 @@ final as (
         rule,
         rank_by,
         holdout_pct,
-        max_size
+        max_size,
+        uplift_campaign
     from definitions
 
 )
