@@ -95,12 +95,20 @@ def simulate(
     ),
     out_dir: Path | None = typer.Option(None, "--out", help="Output folder; default PULSE_HOME/simulation."),
     label_days: int | None = typer.Option(None, help="Label window for truth.csv; default PULSE_LABEL_DAYS."),
+    campaign: str | None = typer.Option(
+        None,
+        help="Instead: play a campaign on this audience's current members (treatment gets it, holdout not) "
+        "over its outcome window after the simulation in --out; writes its orders and true effects.",
+    ),
 ) -> None:
     """Write a realistic event stream (events.jsonl) and each customer's true purchase probability (truth.csv)."""
     from pulse.events.simulator import simulate as run
 
     settings = get_settings()
     target = out_dir or settings.home_dir / "simulation"
+    if campaign:
+        _play_campaign(campaign, target, settings)
+        return
     with _progress() as progress:
         task = progress.add_task("simulating customers", total=customers)
         result = run(
@@ -117,6 +125,39 @@ def simulate(
         f"{result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}"
     )
     out.print(str(result.events_path), highlight=False)
+
+
+def _play_campaign(audience: str, sim_dir: Path, settings) -> None:
+    import sqlalchemy as sa
+
+    from pulse.db import engine
+    from pulse.events.campaign_sim import play_campaign
+
+    with engine(settings).connect() as conn:
+        groups = dict(
+            conn.execute(
+                sa.text(
+                    'select customer_id, "group" from audiences.audience_members where audience_name = :a'
+                ),
+                {"a": audience},
+            ).all()
+        )
+        days = conn.execute(
+            sa.text("select outcome_days from audiences.audience_definitions where audience_name = :a"),
+            {"a": audience},
+        ).scalar()
+    if not groups or days is None:
+        _fail(f"audience {audience!r} has no members: run `pulse audiences` first")
+    try:
+        events, truth, rows = play_campaign(sim_dir, groups, days, audience)
+    except ValueError as error:
+        _fail(str(error))
+    effect = sum(r.true_effect for r in rows if groups[r.customer_id] == "treatment")
+    console.print(
+        f"[green]campaign {audience}[/] played on {len(rows):,} members over {days} days: "
+        f"{effect:.1f} expected incremental orders in treatment; truth in {truth}"
+    )
+    out.print(str(events), highlight=False)
 
 
 @app.command()

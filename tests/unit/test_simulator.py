@@ -61,3 +61,25 @@ def test_truth_is_a_probability_per_customer_and_matches_outcomes(tmp_path):
     high = truth[truth["true_probability"] > 0.6]["ordered"].mean()
     low = truth[truth["true_probability"] < 0.1]["ordered"].mean()
     assert high > 0.6 and low < 0.15
+
+
+def test_campaign_plants_the_four_responses_and_is_reproducible(tmp_path):
+    from collections import Counter
+
+    from pulse.events.campaign_sim import play_campaign
+
+    simulate(tmp_path / "sim", customers=400, days=21, seed=5, end=date(2026, 3, 1))
+    groups = {f"c{i:06d}": ("treatment" if i % 2 else "holdout") for i in range(400)}
+    events, truth_path, truth = play_campaign(tmp_path / "sim", groups, 14, "t")
+    kinds = Counter(t.response for t in truth)
+    assert set(kinds) == {"persuadable", "sure_thing", "lost_cause", "do_not_disturb"}, kinds
+    assert all(t.true_effect > 0 for t in truth if t.response == "persuadable")
+    assert all(t.true_effect <= 0 for t in truth if t.response == "do_not_disturb")
+    assert all(t.true_effect == 0 for t in truth if t.response in ("sure_thing", "lost_cause"))
+    first = (events.read_text(), truth_path.read_text())
+    again = play_campaign(tmp_path / "sim", groups, 14, "t", out_dir=tmp_path / "again")
+    assert (again[0].read_text(), again[1].read_text()) == first
+    # Orders land inside the outcome window, as orders of the playing customers.
+    for line in first[0].splitlines():
+        event = json.loads(line)
+        assert event["userId"] in groups and event["timestamp"] >= "2026-03-01"

@@ -42,6 +42,7 @@ DEVICES = ("mobile", "desktop", "tablet")
 CHURN_SHARE = 0.3
 EXISTING_SHARE = 0.7  # customers already active when the simulated window opens
 EMAIL_WEEKDAY = 1  # campaigns go out on Tuesdays
+ARGUMENTS_FILE = "simulation.json"
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,15 @@ def simulate(
             )
             if progress:
                 progress(1)
+    # What rebuilds these customers (events/campaign_sim.py plays a campaign on them after `end`).
+    arguments = {
+        "customers": customers,
+        "days": days,
+        "seed": seed,
+        "activity": activity,
+        "end": end_at.isoformat(),
+    }
+    (out_dir / ARGUMENTS_FILE).write_text(json.dumps(arguments))
     return SimulationResult(events_path, truth_path, n_events, customers, start_at, end_at)
 
 
