@@ -19,7 +19,8 @@ rebuilt from `raw.events`, so a re-run gives identical tables.
 
 `profiles.yml` reads `PULSE_PG_*`, which each task derives from the warehouse connection just before
 dbt starts. Ends by checking the marts the next steps read, then emits `pulse_marts`
-(which triggers `pulse_features`).
+(which triggers `pulse_features`). From the first model to the last it holds a lease on the marts
+(`audit.build_leases`, `pulse.locks`): the DAGs that read them wait, so none sees a half-built mart.
 
 Calls: cosmos (dbt), `pulse.pipeline.check_marts` (the CLI equivalent is `pulse build`).
 """
@@ -86,6 +87,23 @@ def pulse_transform():
         },
     )
 
+    # The models are built by one task each, in several processes: the lease keeps every reader of the
+    # marts (features, training, scoring, audiences, forget) waiting from the first model to the last,
+    # as `pulse build`'s lock does (pulse.locks). The teardown gives it back even when a model fails.
+    @task
+    def take_build_lease(**context) -> str:
+        from pulse.locks import take_lease
+
+        holder = f"pulse_transform/{context['run_id']}"
+        take_lease(holder, "dbt build (pulse_transform)")
+        return holder
+
+    @task
+    def release_build_lease(holder: str) -> bool:
+        from pulse.locks import release_lease
+
+        return release_lease(holder)
+
     @task(outlets=[MARTS])
     def check_marts(**context) -> dict:
         from pulse.pipeline import check_marts as check
@@ -95,7 +113,8 @@ def pulse_transform():
         publish(context, MARTS, start, end, **counts)
         return counts
 
-    dbt >> check_marts()
+    lease = take_build_lease()
+    lease >> dbt >> check_marts() >> release_build_lease(lease).as_teardown(setups=lease)
 
 
 dag_object = pulse_transform()

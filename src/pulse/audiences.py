@@ -25,6 +25,7 @@ from pulse.audience_rules import UPLIFT_COLUMNS, check_rank_by, check_rule
 from pulse.config import Settings, get_settings
 from pulse.csv_export import SafeCsvWriter
 from pulse.db import engine
+from pulse.locks import marts_lock
 from pulse.transform import AUDIENCES_SELECTOR, compiled_sql, run_dbt
 
 AUDIENCE_SELECTOR = AUDIENCES_SELECTOR
@@ -230,11 +231,12 @@ def build_audiences(settings: Settings | None = None, dry_run: bool = False) -> 
     """Rebuild every audience from the latest scores (or, with dry_run, only report who would move)."""
     settings = settings or get_settings()
     sync_definitions(load_definitions(definitions_dir(settings)), settings)
-    if dry_run:
-        return AudienceBuild(True, preview_changes(settings))
-    run_dbt(["build", "--select", AUDIENCE_SELECTOR], settings)
-    with engine(settings).begin() as conn:
-        changes = record_history(conn)
+    with marts_lock("shared", "audience build", settings):
+        if dry_run:
+            return AudienceBuild(True, preview_changes(settings))
+        run_dbt(["build", "--select", AUDIENCE_SELECTOR], settings)
+        with engine(settings).begin() as conn:
+            changes = record_history(conn)
     return AudienceBuild(False, changes, read_out_lift(settings))
 
 

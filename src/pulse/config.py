@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     activation_max_row_failures: int = Field(
         default=3, ge=1, description="Runs a rejected row is carried into before it is dead-lettered."
     )
+    lock_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a step waits for the marts while a build rewrites them, before failing (PULSE_LOCK_TIMEOUT).",
+    )
     triggers_enabled: bool = Field(
         default=True,
         description="Evaluate and fire real-time triggers in the collector (campaigns/triggers/).",

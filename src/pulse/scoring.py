@@ -20,6 +20,7 @@ from pulse.config import Settings, get_settings
 from pulse.db import engine
 from pulse.features.snapshots import latest_snapshot
 from pulse.features.store import online_frame
+from pulse.locks import marts_lock
 from pulse.modeling import candidates as algos
 from pulse.modeling.baseline import RfmModel, load_orders
 from pulse.modeling.evaluate import psi
@@ -155,9 +156,10 @@ def score(settings: Settings | None = None, model_names: list[str] | None = None
     names = model_names or champions(settings)
     if not names:
         raise NoChampionError("no trained models yet: run `pulse train` first")
-    as_of, customers = latest_snapshot(settings)
-    inputs = _Inputs(customers, settings)
-    results = [score_model(name, inputs, as_of, settings) for name in names]
-    write_recommendations(customers, as_of, settings)
-    write_segments(as_of, settings)
+    with marts_lock("shared", "scoring", settings):
+        as_of, customers = latest_snapshot(settings)
+        inputs = _Inputs(customers, settings)
+        results = [score_model(name, inputs, as_of, settings) for name in names]
+        write_recommendations(customers, as_of, settings)
+        write_segments(as_of, settings)
     return results

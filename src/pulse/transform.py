@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pulse.config import Settings, get_settings
 from pulse.db import ConnParts, warehouse_url
+from pulse.locks import marts_lock
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -193,8 +194,11 @@ def build(
     A production build: without the audience models (built by `pulse audiences` after scoring) and
     dbt's unit tests (run in development and CI); see `PRODUCTION_EXCLUDE_SELECTORS`.
     """
+    settings = settings or get_settings()
     args = ["build", "--exclude", *PRODUCTION_EXCLUDE_SELECTORS, *PRODUCTION_EXCLUDES]
-    return run_dbt([*args, "--full-refresh"] if full_refresh else args, settings, on_progress)
+    # Alone: a build may empty the incremental models before refilling them (pulse.locks).
+    with marts_lock("exclusive", "dbt build", settings):
+        return run_dbt([*args, "--full-refresh"] if full_refresh else args, settings, on_progress)
 
 
 def compiled_sql(model: str, settings: Settings | None = None) -> str:

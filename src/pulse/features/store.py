@@ -22,6 +22,7 @@ import yaml
 from pulse.config import Settings, get_settings
 from pulse.db import ConnParts, sqlalchemy_url, warehouse_url
 from pulse.features.snapshots import snapshot_bounds
+from pulse.locks import marts_lock
 
 REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -157,10 +158,11 @@ class RefreshResult:
 def refresh(settings: Settings | None = None) -> RefreshResult:
     """`pulse features`: apply the repo, then materialise every snapshot in the mart to the online store."""
     settings = settings or get_settings()
-    objects = apply(settings)
-    first, last = snapshot_bounds(settings)
-    end = last + timedelta(seconds=1)  # include the newest snapshot
-    materialize(first, end, settings)
+    with marts_lock("shared", "feature materialisation", settings):
+        objects = apply(settings)
+        first, last = snapshot_bounds(settings)
+        end = last + timedelta(seconds=1)  # include the newest snapshot
+        materialize(first, end, settings)
     return RefreshResult(objects, first, end)
 
 
@@ -182,11 +184,12 @@ def materialize_window(start: datetime, end: datetime, settings: Settings | None
     same window always writes the same values, so a re-run changes nothing.
     """
     settings = settings or get_settings()
-    objects = apply(settings)
-    snapshot_bounds(settings)  # a clear error if the snapshot mart is empty
-    end_inclusive = end - timedelta(microseconds=1)
-    first = min(start, end - online_lookback(settings))
-    materialize(first, end_inclusive, settings)
+    with marts_lock("shared", "feature materialisation", settings):
+        objects = apply(settings)
+        snapshot_bounds(settings)  # a clear error if the snapshot mart is empty
+        end_inclusive = end - timedelta(microseconds=1)
+        first = min(start, end - online_lookback(settings))
+        materialize(first, end_inclusive, settings)
     return RefreshResult(objects, first, end_inclusive)
 
 

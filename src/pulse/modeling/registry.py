@@ -157,6 +157,18 @@ def load_run(run_id: str, settings: Settings | None = None) -> tuple[ModelRun, A
     return _load(row, settings)
 
 
+def holdout_metric(run_id: str, metric: str, settings: Settings | None = None) -> float | None:
+    """A run's scalar metric on its holdout fold (None when it has none)."""
+    with engine(settings).connect() as conn:
+        return conn.execute(
+            sa.text(
+                "select value from ml.model_metrics where run_id = :r and fold = 'holdout' and metric = :m "
+                "and bucket = 0"
+            ),
+            {"r": run_id, "m": metric},
+        ).scalar()
+
+
 def champions(settings: Settings | None = None) -> list[str]:
     with engine(settings).connect() as conn:
         return list(

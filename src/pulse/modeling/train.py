@@ -9,6 +9,12 @@ The champion is then refitted on the newest labelled snapshots for scoring.
 
 A task without enough history or enough positives and negatives is not trained: it is recorded as
 ineligible with the reason, and the BG/NBD baseline (or RFM) stands in as its champion.
+
+Plainly broken data is refused before anything is recorded (`TrainingDataError`, and every champion
+stays): every feature null or constant, far fewer holdout rows or positives than the champion's own run
+saw, a task the champion trained on that now lacks the data to train at all, or a champion whose own
+backtest score collapsed since its run. Such a change is a data alarm (a half-built mart, a broken
+upstream), not a reason to promote another algorithm.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sklearn.inspection import permutation_importance
 
 from pulse.config import Settings, get_settings
 from pulse.features.snapshots import snapshot_bounds
+from pulse.locks import marts_lock
 from pulse.modeling import candidates as algos
 from pulse.modeling.baseline import BtydModel, RfmModel, load_orders
 from pulse.modeling.datasets import (
@@ -38,7 +45,7 @@ from pulse.modeling.datasets import (
     sample_rows,
 )
 from pulse.modeling.evaluate import MetricRow, metrics_for, scalar
-from pulse.modeling.registry import ModelRun, champion_run, save_runs
+from pulse.modeling.registry import ModelRun, champion_run, holdout_metric, save_runs
 from pulse.modeling.tasks import PROPENSITY, PredictionTask, default_tasks
 
 log = logging.getLogger(__name__)
@@ -46,8 +53,16 @@ log = logging.getLogger(__name__)
 PROMOTION_MARGIN = {"auc": 0.005, "r2": 0.01}  # a challenger must beat the champion by this on the backtest
 REFERENCE_SAMPLE = 2000
 TOP_FEATURES = 5
+# Data alarms (see the module doc): a holdout with less than this share of the rows or positives the
+# champion's run had, or a champion algorithm whose backtest fell by more than this since its run.
+MIN_SHARE_OF_LAST_RUN = 0.5
+COLLAPSE = {"auc": 0.1, "r2": 0.2}
 
-__all__ = ["NotEnoughDataError", "TaskOutcome", "train"]
+__all__ = ["NotEnoughDataError", "TaskOutcome", "TrainingDataError", "train"]
+
+
+class TrainingDataError(RuntimeError):
+    """The training data looks broken (or a champion collapsed): nothing was trained or promoted."""
 
 
 @dataclass
@@ -57,6 +72,9 @@ class TaskOutcome:
     runs: list[ModelRun] = field(default_factory=list)
     holdout: dict[str, float] = field(default_factory=dict)  # champion's scalar holdout metrics
     reason: str | None = None
+    # What `train` records once every task passed its checks: (run, model, metrics) per run.
+    pending: list = field(default_factory=list, repr=False)
+    alarm: str | None = None  # why this task's data looks broken (nothing is recorded then)
 
 
 @dataclass
@@ -79,23 +97,74 @@ def train(
     tasks: list[PredictionTask] | None = None,
     progress=None,
 ) -> list[TaskOutcome]:
-    """Train every task; return what happened to each (champion, runs, or why not)."""
+    """Train every task; return what happened to each (champion, runs, or why not).
+
+    Reads the marts under the shared marts lock (a build in progress is waited for). Records nothing,
+    and raises TrainingDataError naming each alarm, if any task's data looks broken.
+    """
     settings = settings or get_settings()
     tasks = tasks or default_tasks(settings)
-    first, last = snapshot_bounds(settings)
-    cache = FeatureCache(settings)
-    orders = load_orders(settings)
-    training_id = f"train-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    truth = pd.read_csv(truth_path) if truth_path else None
-    outcomes = []
-    for task in tasks:
-        if progress:
-            progress(task.name)
-        outcomes.append(_train_task(task, first, last, cache, orders, training_id, truth, settings))
+    with marts_lock("shared", "training", settings):
+        first, last = snapshot_bounds(settings)
+        cache = FeatureCache(settings)
+        orders = load_orders(settings)
+        training_id = f"train-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        truth = pd.read_csv(truth_path) if truth_path else None
+        outcomes = []
+        for task in tasks:
+            if progress:
+                progress(task.name)
+            outcomes.append(_train_task(task, first, last, cache, orders, training_id, truth, settings))
+    alarms = [f"{o.task.name}: {o.alarm}" for o in outcomes if o.alarm]
+    if alarms:
+        log.error("training refused its data: %s", "; ".join(alarms))
+        raise TrainingDataError(
+            "training refused: the data looks broken, so no model was recorded and every champion stays. "
+            + "; ".join(alarms)
+            + ". Check the last dbt build (marts.customer_features, marts.orders) before training again."
+        )
+    for outcome in outcomes:
+        save_runs(outcome.pending, settings)
     return outcomes
 
 
+def _data_alarm(task, data, features, holdout_rows, incumbent, settings) -> str | None:
+    """Why this task's training data looks broken, or None."""
+    if features and all(data[c].nunique(dropna=True) <= 1 for c in features):
+        return f"every feature is null or constant over {len(data):,} rows"
+    if incumbent is None or not incumbent.n_holdout:
+        return None
+    if len(holdout_rows) < MIN_SHARE_OF_LAST_RUN * incumbent.n_holdout:
+        return (
+            f"the holdout has {len(holdout_rows):,} rows; the champion's run ({incumbent.run_id}) had "
+            f"{incumbent.n_holdout:,}"
+        )
+    rate = holdout_metric(incumbent.run_id, "positive_rate", settings)
+    if task.kind == "classification" and rate:
+        before, now = rate * incumbent.n_holdout, float(holdout_rows["label"].sum())
+        if now < MIN_SHARE_OF_LAST_RUN * before:
+            return f"the holdout has {now:,.0f} positives; the champion's run ({incumbent.run_id}) had {before:,.0f}"
+    return None
+
+
+def _collapse(task, scored, folds, incumbent) -> str | None:
+    """The champion's algorithm scoring far below its own recorded backtest: a data alarm."""
+    if incumbent is None or incumbent.backtest_score is None or not incumbent.n_train:
+        return None
+    metric = task.selection_metric
+    defender = next((c for c in scored if c.algorithm == incumbent.algorithm), None)
+    now = defender.score(metric, folds) if defender else None
+    if now is None or now < incumbent.backtest_score - COLLAPSE[metric]:
+        shown = "no score" if now is None else f"{now:.4f}"
+        return (
+            f"the champion {incumbent.algorithm}'s backtest {metric} fell from {incumbent.backtest_score:.4f} "
+            f"to {shown}"
+        )
+    return None
+
+
 def _train_task(task, first, last, cache, orders, training_id, truth, settings) -> TaskOutcome:
+    incumbent = champion_run(task.name, settings)
     try:
         folds = plan_folds(first, last, task.horizon_days)
         evaluation = [f for f in folds if f.name != "final"]
@@ -107,9 +176,18 @@ def _train_task(task, first, last, cache, orders, training_id, truth, settings) 
         )
         check_eligible(task, data.loc[data["event_timestamp"] == holdout.cutoff, "label"], "the holdout set")
     except NotEnoughDataError as error:
-        return _fallback(task, first, last, orders, training_id, str(error), settings)
+        if incumbent is not None and incumbent.n_train:
+            return TaskOutcome(
+                task, None, alarm=f"{error}, yet the champion {incumbent.run_id} was trained on it"
+            )
+        return _fallback(task, first, last, orders, training_id, str(error))
 
     features = feature_columns(data)
+    alarm = _data_alarm(
+        task, data, features, data[data["event_timestamp"] == holdout.cutoff], incumbent, settings
+    )
+    if alarm:
+        return TaskOutcome(task, None, alarm=alarm)
     pool = [_Candidate(name, model) for name, model in algos.candidates(task.kind).items()]
     pool.append(_Candidate(BtydModel.algorithm, BtydModel(task)))
     for fold in evaluation:
@@ -139,7 +217,10 @@ def _train_task(task, first, last, cache, orders, training_id, truth, settings) 
 
     backtest_folds = [f.name for f in evaluation if f.name != "holdout"] or ["holdout"]
     scored = [c for c in pool if c.score(task.selection_metric, backtest_folds) is not None]
-    best, reason = _select(task, scored, backtest_folds, champion_run(task.name, settings))
+    alarm = _collapse(task, scored, backtest_folds, incumbent)
+    if alarm:
+        return TaskOutcome(task, None, alarm=alarm)
+    best, reason = _select(task, scored, backtest_folds, incumbent)
 
     final = next(f for f in folds if f.name == "final")
     final_rows = sample_rows(data[data["event_timestamp"].isin(final.train_snapshots)])
@@ -170,10 +251,9 @@ def _train_task(task, first, last, cache, orders, training_id, truth, settings) 
         if is_best:
             run.reference = _reference(candidate, model, task, holdout_rows, features, orders, last)
         runs.append((run, model, candidate.metrics))
-    save_runs(runs, settings)
     champion = next(r for r, _, _ in runs if r.is_champion)
     holdout_metrics = {m: v for m, b, v in best.metrics.get("holdout", []) if b == 0}
-    return TaskOutcome(task, champion, [r for r, _, _ in runs], holdout_metrics, reason)
+    return TaskOutcome(task, champion, [r for r, _, _ in runs], holdout_metrics, reason, pending=runs)
 
 
 def _fit_predict(candidate, task, train, test, features, orders, cutoff) -> np.ndarray:
@@ -293,7 +373,7 @@ def _new_run(
     )
 
 
-def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskOutcome:
+def _fallback(task, first, last, orders, training_id, reason) -> TaskOutcome:
     """Not eligible for ML: record why, and let BG/NBD (or RFM) stand in as the champion."""
     try:
         model, algorithm = BtydModel(task).fit(orders, last), BtydModel.algorithm
@@ -313,5 +393,4 @@ def _fallback(task, first, last, orders, training_id, reason, settings) -> TaskO
         is_champion=True,
         reason=f"not eligible for ML ({reason}); {algorithm} baseline stands in",
     )
-    save_runs([(run, model, {})], settings)
-    return TaskOutcome(task, run, [run], {}, run.reason)
+    return TaskOutcome(task, run, [run], {}, run.reason, pending=[(run, model, {})])
