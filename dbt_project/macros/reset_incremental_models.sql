@@ -19,12 +19,14 @@
     {#- Only a run that builds an incremental model may reset them: the audience build (`pulse audiences`,
         which holds the marts lock shared, as a reader) must never empty the marts other readers use. -#}
     {%- set ns = namespace(builds_incremental=false) -%}
-    {%- for node in graph.nodes.values() -%}
-        {%- if node.unique_id in selected_resources and node.config.materialized == 'incremental' -%}
-            {%- set ns.builds_incremental = true -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- if execute and ns.builds_incremental -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() -%}
+            {%- if node.unique_id in selected_resources and node.config.materialized == 'incremental' -%}
+                {%- set ns.builds_incremental = true -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if ns.builds_incremental -%}
         {%- set stitched = adapter.get_relation(
             database=target.database, schema='intermediate', identifier='int_events_stitched_to_customers'
         ) -%}
