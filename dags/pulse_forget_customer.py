@@ -2,17 +2,22 @@
 ### pulse_forget_customer
 
 Right to erasure, triggered by hand (**Trigger DAG** with parameters): give the `customer_id`, or the
-`email` the customer used. The run
+`email` the customer used (an email several customers used fails the run unless `confirm_multiple`).
+The tasks pass each other only the request id (the run id): no identifier in XCom or the task logs. The run
 
 1. finds every id of theirs: the customer id, ids merged into it by `alias` calls, the anonymous ids of
-   the devices they signed in on, the SHA-256 of their email addresses;
-2. deletes their rows, in one transaction, from `raw.events` (with their anonymous browsing),
+   the devices they signed in on, the SHA-256 of their email addresses, and keeps them in
+   `audit.forget_pending` until step 6 succeeds;
+2. waits for any dbt build to end and keeps builds and loads out meanwhile, puts them on the suppression
+   list (`raw.forgotten_subjects`, SHA-256s only: their later events are rejected as `forgotten_subject`),
+   and deletes their rows, in one transaction, from `raw.events` (with their anonymous browsing),
    `raw.events_rejected`, every dbt model (staging, intermediate, marts, incl. `marts.customer_features`,
    Feast's offline source), Feast's push log, `ml.*` scores, segments and recommendations and every
    `audiences.*` table;
 3. deletes their entity key from Feast's online store (PostgreSQL or Redis);
-4. removes them from the audience exports (`PULSE_HOME/exports`) and the landed event files, so a re-run
-   of an ingest interval cannot load them again;
+4. removes them from the audience exports and file-drop syncs (wherever they were written, as recorded in
+   `audit.export_locations`) and the landed event files, so a re-run of an ingest interval cannot load
+   them again;
 5. writes an audit row to `audit.forget_requests` (counts, and a SHA-256 of the subject, never the id);
 6. looks for them again everywhere: any value left fails the run, listing where it was found.
 
@@ -45,57 +50,67 @@ from pulse.dag_support import DEFAULT_ARGS, START_DATE, TAGS
         "email": Param(
             None, type=["null", "string"], description="Or: the email address of the customer to forget."
         ),
+        "confirm_multiple": Param(
+            False, type="boolean", description="The email matches several customers: forget all of them."
+        ),
     },
 )
 def pulse_forget_customer():
+    # Only the request id travels between tasks (XCom) and every task returns counts: no identifier
+    # reaches XCom or the task logs. The identifiers wait in audit.forget_pending until verified.
     @task
-    def resolve(**context) -> dict:
-        from pulse.forget import resolve as find_ids
+    def resolve(**context) -> str:
+        from pulse.forget import open_request
 
         params = context["params"]
-        identities = find_ids(params.get("customer_id") or None, params.get("email") or None)
-        return identities.to_dict()
-
-    @task
-    def forget_warehouse(identities: dict) -> dict:
-        from pulse.forget import Identities, forget_warehouse
-
-        return forget_warehouse(Identities.from_dict(identities))
-
-    @task
-    def forget_online_store(identities: dict) -> int:
-        from pulse.forget import Identities, forget_online_store
-
-        return forget_online_store(Identities.from_dict(identities))
-
-    @task
-    def forget_files(identities: dict) -> dict:
-        from pulse.forget import Identities, forget_files
-
-        return forget_files(Identities.from_dict(identities))
-
-    @task
-    def record_audit(identities: dict, deleted: dict, online_keys: int, files: dict, **context) -> str:
-        from pulse.forget import Identities, record_audit
-
-        request_id = context["dag_run"].run_id
-        record_audit(request_id, Identities.from_dict(identities), deleted, online_keys, files)
+        request_id = context["run_id"]
+        open_request(
+            request_id,
+            params.get("customer_id") or None,
+            params.get("email") or None,
+            confirm_multiple=bool(params.get("confirm_multiple")),
+        )
         return request_id
 
     @task
-    def verify(request_id: str, identities: dict) -> None:
-        from pulse.forget import Identities, verify
+    def forget_warehouse(request_id: str) -> dict:
+        from pulse.forget import forget_warehouse, pending
 
-        verify(request_id, Identities.from_dict(identities))
+        return forget_warehouse(pending(request_id))
 
-    identities = resolve()
-    request_id = record_audit(
-        identities,
-        forget_warehouse(identities),
-        forget_online_store(identities),
-        forget_files(identities),
+    @task
+    def forget_online_store(request_id: str) -> int:
+        from pulse.forget import forget_online_store, pending
+
+        return forget_online_store(pending(request_id))
+
+    @task
+    def forget_files(request_id: str) -> dict:
+        from pulse.forget import forget_files, pending
+
+        return forget_files(pending(request_id))
+
+    @task
+    def record_audit(request_id: str, deleted: dict, online_keys: int, files: dict) -> str:
+        from pulse.forget import pending, record_audit
+
+        record_audit(request_id, pending(request_id), deleted, online_keys, files)
+        return request_id
+
+    @task
+    def verify(request_id: str) -> None:
+        from pulse.forget import pending, verify
+
+        verify(request_id, pending(request_id))
+
+    request_id = resolve()
+    audited = record_audit(
+        request_id,
+        forget_warehouse(request_id),
+        forget_online_store(request_id),
+        forget_files(request_id),
     )
-    verify(request_id, identities)
+    verify(audited)
 
 
 dag_object = pulse_forget_customer()

@@ -25,6 +25,7 @@ from pulse.audience_rules import UPLIFT_COLUMNS, check_rank_by, check_rule
 from pulse.config import Settings, get_settings
 from pulse.csv_export import SafeCsvWriter
 from pulse.db import engine
+from pulse.exports import record_export
 from pulse.locks import marts_lock
 from pulse.transform import AUDIENCES_SELECTOR, compiled_sql, run_dbt
 
@@ -431,4 +432,5 @@ def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Pa
                 writer.writerow(["customer_id", "email_sha256", "rank", "recommended_category"])
                 writer.writerows(rows)
             paths.append(path)
+    record_export(out_dir, "audience export", settings)
     return paths

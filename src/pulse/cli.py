@@ -567,12 +567,20 @@ def report(
 def forget(
     customer_id: str | None = typer.Argument(None, help="The customer id to forget."),
     email: str | None = typer.Option(None, help="Forget the customer(s) with this email instead."),
+    yes: bool = typer.Option(
+        False, "--yes", help="Confirm forgetting every customer the email matches, when it matches several."
+    ),
 ) -> None:
     """Delete one customer from every table, the online store, exports and landed files; verify; audit."""
     from pulse import forget as erasure
 
     try:
-        result = erasure.forget(customer_id, email, get_settings(), status=console.status)
+        result = erasure.forget(
+            customer_id, email, get_settings(), status=console.status, confirm_multiple=yes
+        )
+    except erasure.AmbiguousSubjectError as error:
+        console.print(f"customers with this email: {', '.join(error.customer_ids)}", highlight=False)
+        _fail(str(error))
     except erasure.ForgetError as error:
         _fail(str(error))
     counts = result.identities.counts()

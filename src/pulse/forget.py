@@ -1,10 +1,15 @@
 """Right to erasure: delete one customer from every table, the online store and Pulse's files, then check.
 
 A request names a customer id or an email address. `resolve` turns it into every identifier that person
-has in the warehouse: their customer ids (with the ids `alias` calls merged into them), the anonymous ids
-of the devices they signed in on, and the SHA-256 of their email addresses. Then:
+has in the warehouse: their customer ids (with the ids `alias` calls merged into them, and `sha256:<hex>`,
+the form a user id that was an email is stored in), the anonymous ids of the devices they signed in on,
+and the SHA-256 of their email addresses (wherever an `email_sha256` field sits in an event). An email
+that more than one customer used is reported and forgotten only when the request confirms it. Then:
 
-- `forget_warehouse` deletes, in one transaction, their events from `raw.events` (signed-in events, and the
+- `forget_warehouse` holds the marts lock exclusively (no build runs meanwhile, so none rebuilds a mart
+  row from events it read before they were deleted) and the raw-events lock (no load interleaves), puts
+  SHA-256s of their ids and email hashes on the suppression list (`raw.forgotten_subjects`: their later
+  events are rejected at every load, reason `forgotten_subject`) and deletes, in one transaction, their events from `raw.events` (signed-in events, and the
   anonymous events of their devices), rejects whose payload names them, and every row of every table in
   Pulse's schemas (dbt models, Feast's offline source and push log, scores, segments, recommendations,
   audiences, membership history) that carries one of their ids, their email hash, or one of the deleted
@@ -12,15 +17,17 @@ of the devices they signed in on, and the SHA-256 of their email addresses. Then
   next scheduled run.
 - `forget_online_store` deletes their entity key from Feast's online store (PostgreSQL or Redis). Feast
   has no per-entity delete, so this writes the keys Feast's own stores use.
-- `forget_files` removes their rows from audience exports and their records from landed and archived
-  event files, so re-running an ingest interval cannot bring them back.
+- `forget_files` removes their rows from audience exports and file-drop syncs (wherever they were
+  written: `audit.export_locations`) and their records from landed and archived event files (a file that
+  held only their event is deleted), so re-running an ingest interval cannot bring them back.
 - `verify` looks again: every text and JSON value of every table in those schemas, the online store
   (through `get_online_features`) and the files. Anything left is listed, and the request fails.
 
 The audit row (`audit.forget_requests`) keeps counts and a SHA-256 of the subject, never the identifier.
-Not covered (documented in the README): events of theirs that arrive after the request (stop sending at
-the source), a running collector's in-memory real-time state (it holds minutes of activity), and the
-identifiers Airflow keeps in its own metadata (the run's params).
+The Airflow DAG passes only the request id between its tasks; the identifiers wait in
+`audit.forget_pending` until the request is verified. Not covered (documented in the README): a running
+collector's in-memory real-time state (it holds minutes of activity), and the identifiers Airflow keeps in
+its own metadata (the run's params).
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
 from pulse.db import create_schemas, engine
-from pulse.events.pii import normalise_email, sha256
+from pulse.events.pii import is_email, normalise_email, sha256
+from pulse.exports import export_files
+from pulse.locks import hold_raw_events_exclusively, marts_lock
 
 # Schemas whose tables may hold a customer's rows (dbt's, Pulse's own and Feast's offline push log).
 DATA_SCHEMAS = ("raw", "staging", "intermediate", "marts", "features", "ml", "audiences")
@@ -56,10 +65,23 @@ EVENT_AGGREGATES = ("intermediate.int_product_activity_aggregated_to_days",)
 STITCHED_EVENTS = "intermediate.int_events_stitched_to_customers"
 # Where an event record (a landed file's line, a Segment payload) names a person.
 RECORD_ID_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
+# How a user id that was an email address is stored (pulse.events.pii): this prefix and its SHA-256.
+HASHED_ID_PREFIX = "sha256:"
 
 
 class ForgetError(RuntimeError):
     """A request that cannot be carried out, or a check that found the customer's data still present."""
+
+
+class AmbiguousSubjectError(ForgetError):
+    """An email address that more than one customer used: forgetting all of them must be confirmed."""
+
+    def __init__(self, customer_ids: list[str]) -> None:
+        self.customer_ids = customer_ids
+        super().__init__(
+            f"this email address belongs to {len(customer_ids)} customers; forget all of them only if that "
+            "is what the request asks (`pulse forget --email ... --yes`, or the DAG's `confirm_multiple`)"
+        )
 
 
 @dataclass
@@ -71,6 +93,9 @@ class Identities:
     customer_ids: list[str] = field(default_factory=list)
     anonymous_ids: list[str] = field(default_factory=list)
     email_hashes: list[str] = field(default_factory=list)
+    # Customers the email itself matched (not through an alias or the hashed-email id): more than one
+    # is an ambiguous request.
+    matched_customers: list[str] = field(default_factory=list)
 
     @property
     def all_ids(self) -> list[str]:
@@ -101,12 +126,29 @@ class Identities:
 # --------------------------------------------------------------------------------------------------
 
 
+# SQL: the email hashes a `raw.events` row holds, at any depth of its traits, context or properties: every
+# `email_sha256` value, and every string that was an email address (`sha256:<hex>`, pulse.events.pii).
+_EMAIL_HASHES_OF_EVENT = (
+    "jsonb_path_query(jsonb_build_array(traits, context, properties), "
+    "'strict $.** ? (@.type() == \"object\").email_sha256')"
+)
+_HASHED_STRINGS_OF_EVENT = (
+    "jsonb_path_query(jsonb_build_array(traits, context, properties), "
+    '\'strict $.** ? (@.type() == "string" && @ starts with "sha256:")\')'
+)
+
+
 def _carries_email_hash(param: str) -> str:
-    """SQL: a `raw.events` row whose traits or properties hold one of the email hashes in `:param`."""
+    """SQL: a `raw.events` row that holds one of the hashes in `:param` (bare, and in the `sha256:` form)."""
     return (
-        f"(traits ->> 'email_sha256' = any(:{param}) or context -> 'traits' ->> 'email_sha256' = any(:{param}) "
-        f"or properties ->> 'email_sha256' = any(:{param}))"
+        f"(exists (select 1 from {_EMAIL_HASHES_OF_EVENT} as h(v) where v #>> '{{}}' = any(:{param})) "
+        f"or exists (select 1 from {_HASHED_STRINGS_OF_EVENT} as h(v) where v #>> '{{}}' = any(:{param})))"
     )
+
+
+def _hash_forms(hashes: Iterable[str]) -> list[str]:
+    """Email hashes as events hold them: bare (`email_sha256`) and as a hashed value (`sha256:<hex>`)."""
+    return sorted({form for h in hashes for form in (h, HASHED_ID_PREFIX + h)})
 
 
 def _exists(conn, table: str) -> bool:
@@ -122,23 +164,37 @@ def resolve(
     settings = settings or get_settings()
     create_schemas(settings)
     email_hashes: set[str] = set()
+    matched: set[str] = set()
     with engine(settings).connect() as conn:
         if email:
             hashed = sha256(normalise_email(email))
             email_hashes.add(hashed)
-            found = conn.execute(
-                sa.text(
-                    "select distinct user_id from raw.events where user_id is not null "
-                    f"and ({_carries_email_hash('h')} or user_id = 'sha256:' || :one)"
-                ),
-                {"h": [hashed], "one": hashed},
-            ).scalars()
-            customers = set(found)
+            matched = set(
+                conn.execute(
+                    sa.text(
+                        "select distinct user_id from raw.events where user_id is not null "
+                        f"and {_carries_email_hash('h')}"
+                    ),
+                    {"h": _hash_forms([hashed])},
+                ).scalars()
+            ) - {HASHED_ID_PREFIX + hashed}
+            customers = {*matched, HASHED_ID_PREFIX + hashed}
             identities = Identities("email", hashed)
         else:
             customers = {customer_id}
             identities = Identities("customer_id", sha256(customer_id))
-        customers |= _aliased(conn, customers)
+        # Ids, aliases and email hashes lead to one another (an email-as-id, `sha256:<hex>`, is an
+        # email hash too): follow them until nothing new turns up.
+        while True:
+            customers |= _aliased(conn, customers)
+            email_hashes |= _email_hashes_of(conn, customers)
+            grown = customers | {HASHED_ID_PREFIX + h for h in email_hashes}
+            email_hashes |= {
+                c.removeprefix(HASHED_ID_PREFIX) for c in grown if c.startswith(HASHED_ID_PREFIX)
+            }
+            if grown == customers:
+                break
+            customers = grown
         anonymous = set(
             conn.execute(
                 sa.text(
@@ -157,20 +213,72 @@ def resolve(
                     {"c": sorted(customers)},
                 ).scalars()
             )
-        email_hashes |= set(
-            conn.execute(
-                sa.text(
-                    "select distinct h from raw.events, lateral (values (traits ->> 'email_sha256'), "
-                    "(context -> 'traits' ->> 'email_sha256'), (properties ->> 'email_sha256')) as v(h) "
-                    "where user_id = any(:c) and h is not null"
-                ),
-                {"c": sorted(customers)},
-            ).scalars()
-        )
     identities.customer_ids = sorted(customers)
     identities.anonymous_ids = sorted(anonymous - customers)
     identities.email_hashes = sorted(email_hashes)
+    identities.matched_customers = sorted(matched)
     return identities
+
+
+def _email_hashes_of(conn, customers: set[str]) -> set[str]:
+    """Every email hash the events of `customers` carry, at any depth."""
+    found = conn.execute(
+        sa.text(
+            f"select v #>> '{{}}' from raw.events, {_EMAIL_HASHES_OF_EVENT} as h(v) "
+            "where user_id = any(:c) and jsonb_typeof(v) = 'string' union "
+            f"select v #>> '{{}}' from raw.events, {_HASHED_STRINGS_OF_EVENT} as h(v) where user_id = any(:c)"
+        ),
+        {"c": sorted(customers)},
+    ).scalars()
+    return {value.removeprefix(HASHED_ID_PREFIX) for value in found}
+
+
+def check_unambiguous(identities: Identities, confirm_multiple: bool) -> None:
+    """An email that several customers used is forgotten for all of them only when confirmed."""
+    if len(identities.matched_customers) > 1 and not confirm_multiple:
+        raise AmbiguousSubjectError(identities.matched_customers)
+
+
+def open_request(
+    request_id: str,
+    customer_id: str | None = None,
+    email: str | None = None,
+    confirm_multiple: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """Resolve a request and keep its identifiers in `audit.forget_pending` under `request_id`, for the
+    steps that follow (the DAG passes them only the id). A request resolved before keeps its identifiers
+    (a re-run after the deletion would find fewer). Returns counts only."""
+    settings = settings or get_settings()
+    create_schemas(settings)
+    with engine(settings).connect() as conn:
+        kept = conn.execute(
+            sa.text("select identities from audit.forget_pending where request_id = :r"), {"r": request_id}
+        ).scalar()
+    if kept is not None:
+        return Identities.from_dict(kept).counts()
+    identities = resolve(customer_id, email, settings)
+    check_unambiguous(identities, confirm_multiple)
+    with engine(settings).begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into audit.forget_pending (request_id, identities) values (:r, cast(:i as jsonb)) "
+                "on conflict (request_id) do nothing"
+            ),
+            {"r": request_id, "i": json.dumps(identities.to_dict())},
+        )
+    return identities.counts()
+
+
+def pending(request_id: str, settings: Settings | None = None) -> Identities:
+    """The identifiers of a request opened with `open_request` and not yet verified."""
+    with engine(settings or get_settings()).connect() as conn:
+        kept = conn.execute(
+            sa.text("select identities from audit.forget_pending where request_id = :r"), {"r": request_id}
+        ).scalar()
+    if kept is None:
+        raise ForgetError(f"no open forget request {request_id!r}: run its first step (resolve) again")
+    return Identities.from_dict(kept)
 
 
 def _aliased(conn, ids: set[str]) -> set[str]:
@@ -256,10 +364,14 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
     params = {
         "customers": identities.customer_ids,
         "anonymous": identities.anonymous_ids,
-        "emails": identities.email_hashes,
+        "emails": _hash_forms(identities.email_hashes),
     }
     deleted: dict[str, int] = {}
-    with engine(settings).begin() as conn:
+    # No build meanwhile (it could write mart rows from events it read before they were deleted here);
+    # no load meanwhile (it could add their events after the delete, before the suppression list).
+    with marts_lock("exclusive", "forget", settings), engine(settings).begin() as conn:
+        hold_raw_events_exclusively(conn)
+        _suppress(conn, identities)
         # The models lose the same events below: not a deletion the next dbt build must rebuild for.
         conn.execute(sa.text("set local pulse.consistent_delete = 'on'"))
         events = (
@@ -295,6 +407,21 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             if events and table in tables:
                 conn.execute(sa.text(f"delete from {_quoted(table)}"))
     return deleted
+
+
+def _suppress(conn, identities: Identities) -> None:
+    """Put the person on the suppression list: SHA-256s of their ids and of their email hashes (hashed
+    again, so the list holds no value the warehouse stores anywhere else)."""
+    rows = [{"h": sha256(i), "k": "id"} for i in identities.all_ids]
+    rows += [{"h": sha256(h), "k": "email"} for h in identities.email_hashes]
+    if rows:
+        conn.execute(
+            sa.text(
+                "insert into raw.forgotten_subjects (subject_sha256, kind) values (:h, :k) "
+                "on conflict do nothing"
+            ),
+            rows,
+        )
 
 
 def _touch_shared_orders(conn, events: list[str]) -> None:
@@ -380,11 +507,36 @@ def _open_text(path: Path, mode: str):
 
 
 def _names(record: Any, ids: set[str]) -> bool:
-    return isinstance(record, dict) and any(record.get(key) in ids for key in RECORD_ID_KEYS)
+    """The event record names one of `ids` (ids, or email hashes: an `email_sha256`, a `sha256:<hex>`
+    value, or an address hashed here, at any depth)."""
+    return isinstance(record, dict) and (
+        any(record.get(key) in ids for key in RECORD_ID_KEYS)
+        or any(h in ids for h in _email_hashes_in(record))
+    )
 
 
-def _kept_event_records(path: Path, ids: set[str]) -> tuple[str, int]:
-    """The file's text without the person's records, and how many records were removed."""
+def _email_hashes_in(value: Any) -> Iterator[str]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if key == "email_sha256" and isinstance(child, str):
+                    yield child
+                else:
+                    stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if item.startswith(HASHED_ID_PREFIX):
+                yield item.removeprefix(HASHED_ID_PREFIX)
+            elif is_email(item):  # a landed file holds addresses before they are hashed
+                yield sha256(normalise_email(item))
+
+
+def _kept_event_records(path: Path, ids: set[str]) -> tuple[str | None, int]:
+    """The file's text without the person's records (None: the file held only theirs), and how many
+    records were removed."""
     from pulse.events.ingest import csv_row_to_payload
 
     with _open_text(path, "r") as handle:
@@ -414,6 +566,8 @@ def _kept_event_records(path: Path, ids: set[str]) -> tuple[str, int]:
                 else:
                     document = kept
                 return json.dumps(document, ensure_ascii=False), len(items) - len(kept)
+            if _names(document, ids):  # a single event, theirs
+                return None, 1
             return text, 0
     lines = text.splitlines(keepends=True)
     kept_lines = [line for line in lines if not _line_names(line, ids)]
@@ -421,7 +575,8 @@ def _kept_event_records(path: Path, ids: set[str]) -> tuple[str, int]:
 
 
 def _line_names(line: str, ids: set[str]) -> bool:
-    if not any(value in line for value in ids):  # cheap test first: most lines are someone else's
+    # Cheap test first: most lines are someone else's (a line with an email is parsed to hash it).
+    if "@" not in line and not any(value in line for value in ids):
         return False
     try:
         return _names(json.loads(line), ids)
@@ -439,11 +594,6 @@ def _rewrite(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _export_files(settings: Settings) -> list[Path]:
-    exports = settings.home_dir / "exports"
-    return sorted(exports.glob("*.csv")) if exports.is_dir() else []
-
-
 def _event_files(settings: Settings) -> list[Path]:
     from pulse.events.ingest import EVENT_FILE_SUFFIXES
 
@@ -457,30 +607,48 @@ def _event_files(settings: Settings) -> list[Path]:
     )
 
 
+_EXPORT_ID_COLUMNS = ("customer_id", "email_sha256")
+
+
 def _kept_export_rows(path: Path, identities: Identities) -> tuple[str, int]:
     """An export's text without the person's rows, and how many of theirs there were: a row is theirs
     when its `customer_id` or `email_sha256` is one of their values."""
+    values = set(identities.values) | set(_hash_forms(identities.email_hashes))
+    if path.name.lower().endswith(".jsonl"):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept_lines = [line for line in lines if not _export_line_names(line, values)]
+        return "".join(kept_lines), len(lines) - len(kept_lines)
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:
         return "", 0
     header, body = rows[0], rows[1:]
-    columns = [i for i, name in enumerate(header) if name in ("customer_id", "email_sha256")]
-    values = set(identities.values)
+    columns = [i for i, name in enumerate(header) if name in _EXPORT_ID_COLUMNS]
     kept = [row for row in body if not any(i < len(row) and row[i] in values for i in columns)]
     out = io.StringIO()
     csv.writer(out).writerows([header, *kept])
     return out.getvalue(), len(body) - len(kept)
 
 
-def _files_naming(identities: Identities, settings: Settings) -> Iterator[tuple[Path, str, int]]:
-    """(file, its text without the person, how many of their rows or records) for every export and
-    landed event file that holds any: what `forget_files` rewrites and `verify` must not find."""
-    for path in _export_files(settings):
+def _export_line_names(line: str, values: set[str]) -> bool:
+    if not any(value in line for value in values):  # most lines are someone else's
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and any(record.get(c) in values for c in _EXPORT_ID_COLUMNS)
+
+
+def _files_naming(identities: Identities, settings: Settings) -> Iterator[tuple[Path, str | None, int]]:
+    """(file, its text without the person or None to delete it, how many of their rows or records) for
+    every export and landed event file that holds any: what `forget_files` rewrites and `verify` must
+    not find."""
+    for path in export_files(settings):
         text, count = _kept_export_rows(path, identities)
         if count:
             yield path, text, count
-    ids = set(identities.all_ids)
+    ids = set(identities.all_ids) | set(identities.email_hashes)
     for path in _event_files(settings) if ids else []:
         text, count = _kept_event_records(path, ids)
         if count:
@@ -492,7 +660,10 @@ def forget_files(identities: Identities, settings: Settings | None = None) -> di
     settings = settings or get_settings()
     removed: dict[str, int] = {}
     for path, text, count in list(_files_naming(identities, settings)):
-        _rewrite(path, text)
+        if text is None:
+            path.unlink()
+        else:
+            _rewrite(path, text)
         removed[str(path)] = count
     return removed
 
@@ -605,10 +776,13 @@ def record_audit(
 
 
 def verify(request_id: str, identities: Identities, settings: Settings | None = None) -> dict[str, int]:
-    """Look for the person everywhere; mark the audit row verified, or failed and raise with what is left."""
+    """Look for the person everywhere; mark the audit row verified (and drop the request's pending
+    identifiers), or failed and raise with what is left."""
     settings = settings or get_settings()
     found = remaining(identities, settings)
     with engine(settings).begin() as conn:
+        if not found:
+            conn.execute(sa.text("delete from audit.forget_pending where request_id = :r"), {"r": request_id})
         conn.execute(
             sa.text(
                 "update audit.forget_requests set status = :st, verified_at = :t, remaining = cast(:r as jsonb) "
@@ -642,14 +816,17 @@ def forget(
     settings: Settings | None = None,
     request_id: str | None = None,
     status: Callable[[str], AbstractContextManager] = lambda _: nullcontext(),
+    confirm_multiple: bool = False,
 ) -> ForgetResult:
     """The whole request in one call (`pulse forget`): resolve, delete everywhere, audit, verify.
 
-    `status(what)` wraps each step (the CLI passes a spinner)."""
+    `status(what)` wraps each step (the CLI passes a spinner). An email several customers used raises
+    AmbiguousSubjectError unless `confirm_multiple`."""
     settings = settings or get_settings()
     request_id = request_id or f"cli-{uuid.uuid4()}"
     with status("finding their ids"):
         identities = resolve(customer_id, email, settings)
+    check_unambiguous(identities, confirm_multiple)
     with status("deleting from the warehouse"):
         deleted = forget_warehouse(identities, settings)
     with status("deleting from the online store"):

@@ -542,8 +542,8 @@ def ingest_file(
         files=1,
         lines=state.lines,
         inserted=written.inserted,
-        duplicates=written.valid - written.inserted,
-        rejected=rejected,
+        duplicates=written.valid - written.inserted - written.forgotten,
+        rejected=rejected + written.forgotten,  # events of forgotten people: rejected at load
     )
 
 

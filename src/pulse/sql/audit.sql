@@ -16,3 +16,19 @@ create table if not exists audit.forget_requests (
     verified_at     timestamptz,
     remaining       jsonb                    -- what the check still found (empty once verified)
 );
+
+-- Where Pulse wrote personal data outside the warehouse (audience exports, file-drop syncs): a file or a
+-- folder of them, wherever it is. `pulse forget` removes the person from every one (pulse.exports).
+create table if not exists audit.export_locations (
+    location    text primary key,        -- an absolute path: a file, or a folder of .csv / .jsonl files
+    written_by  text not null,           -- e.g. 'audience export', 'sync crm_drop'
+    written_at  timestamptz not null default now()
+);
+
+-- A forget request's identifiers while it is carried out by the pulse_forget_customer DAG, whose tasks
+-- pass only the request id between them (never an identifier through XCom or the logs). Deleted once the
+-- request is verified.
+create table if not exists audit.forget_pending (
+    request_id  text primary key,
+    identities  jsonb not null
+);

@@ -79,3 +79,14 @@ create table if not exists raw.events_rejected (
 );
 
 -- ml.* tables: sql/ml.sql; audiences.* tables: sql/audiences.sql.
+
+-- The suppression list of forgotten people (`pulse forget`): SHA-256s only, never an identifier. `id`: the
+-- SHA-256 of a customer id or anonymous id; `email`: the SHA-256 of an email hash (`email_sha256`).
+-- Every load into raw.events rejects their later events with reason `forgotten_subject`
+-- (pulse.events.load), so a client that keeps sending does not bring them back.
+create table if not exists raw.forgotten_subjects (
+    subject_sha256 text not null,
+    kind           text not null check (kind in ('id', 'email')),
+    forgotten_at   timestamptz not null default now(),
+    primary key (subject_sha256, kind)
+);

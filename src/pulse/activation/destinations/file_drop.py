@@ -47,7 +47,10 @@ class FileDropDestination(Destination):
         self.path: Path | None = None
 
     def start(self, run_id: str) -> None:
+        from pulse.exports import record_export
+
         self.folder.mkdir(parents=True, exist_ok=True)
+        record_export(self.folder, f"{self.kind} sync", None)  # `pulse forget` looks here too
         for stale in self.folder.glob(f"*.{self.format}.part"):
             stale.rename(
                 stale.with_name(
