@@ -23,6 +23,7 @@ from pulse.collector.process import CollectorProcess
 from pulse.events.ingest import ingest_file
 from pulse.events.simulator import simulate
 from pulse.features.store import refresh
+from pulse.modeling import train as train_module
 from pulse.modeling.train import TrainingDataError, train
 from pulse.pipeline import train_window
 from pulse.scoring import score
@@ -86,9 +87,14 @@ def test_a_reader_waits_for_a_build_and_a_lease_and_says_who_holds_them(settings
         pass
 
 
-def test_train_and_transform_started_together_after_a_deletion_change_no_champion(settings, tmp_path):
+def test_train_and_transform_started_together_after_a_deletion_change_no_champion(
+    settings, tmp_path, monkeypatch
+):
     url = settings.database_url
-    sim = simulate(tmp_path / "sim", customers=600, days=50, seed=11, end=SIM_END)
+    # The purchase-propensity task only: the scene is the same for every task, and each costs minutes.
+    every_task = train_module.default_tasks
+    monkeypatch.setattr(train_module, "default_tasks", lambda s: every_task(s)[:1])
+    sim = simulate(tmp_path / "sim", customers=300, days=45, seed=11, end=SIM_END)
     ingest_file(sim.events_path, settings)
     transform.build(settings)
     refresh(settings)

@@ -137,8 +137,8 @@ def _enter(cur: psycopg.Cursor) -> bool:
 def _reject_forgotten(cur: psycopg.Cursor, result: WriteResult) -> None:
     cur.execute("select set_config('pulse.consistent_delete', 'on', true)")
     cur.execute(_REJECT_FORGOTTEN)
+    result.forgotten = max(cur.rowcount, 0)
     cur.execute("select set_config('pulse.consistent_delete', '', true)")
-    result.forgotten = cur.rowcount if cur.rowcount > 0 else 0
     result.inserted -= result.forgotten
 
 
