@@ -21,8 +21,13 @@ EMAIL = "dag.target@example.com"
 
 
 def test_the_forget_dag_keeps_identifiers_out_of_xcom_and_logs(
-    settings, airflow_db, dagbag, tmp_path, capfd, caplog
-):  # noqa: F811
+    settings,
+    airflow_db,  # noqa: F811 - the fixture imported above
+    dagbag,  # noqa: F811
+    tmp_path,
+    capfd,
+    caplog,
+):
     events = tmp_path / "events.jsonl"
     events.write_text(
         "".join(

@@ -53,7 +53,9 @@ def check_line(line: bytes) -> tuple | None:
 @pytest.fixture(scope="module")
 def simulated_lines(tmp_path_factory) -> list[bytes]:
     # Simulated up to the receive time: events from after it would be out of range.
-    result = simulate(Path(tmp_path_factory.mktemp("sim")), customers=40, days=30, seed=3, end=RECEIVED.date())
+    result = simulate(
+        Path(tmp_path_factory.mktemp("sim")), customers=40, days=30, seed=3, end=RECEIVED.date()
+    )
     return result.events_path.read_bytes().splitlines()
 
 
