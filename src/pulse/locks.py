@@ -25,12 +25,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import lru_cache
 from typing import Literal
 
 import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
-from pulse.db import engine
+from pulse.db import _engine_for, engine, warehouse_url
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,12 @@ def _leased_by_other(conn, me: str | None) -> bool:
 
 
 def _ensure_leases(settings: Settings) -> None:
-    with engine(settings).begin() as conn:
+    _ensure_leases_at(warehouse_url(settings))
+
+
+@lru_cache(maxsize=8)
+def _ensure_leases_at(url: str) -> None:  # once per process and warehouse
+    with _engine_for(url).begin() as conn:
         conn.exec_driver_sql(LEASES_DDL)
 
 

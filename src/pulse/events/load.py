@@ -7,8 +7,8 @@ again through a temporary table with `INSERT ... ON CONFLICT (event_id) DO NOTHI
 nothing. The caller owns the transaction: nothing is visible until it commits.
 
 Every write holds the raw-events lock shared for its transaction (`pulse forget` holds it exclusively
-while it deletes a person and puts them on the suppression list), and, when anyone is on that list,
-turns the rows of forgotten people it just loaded into rejects (`forgotten_subject`) before commit.
+while it deletes a person and puts them on the suppression list), and turns the rows of forgotten people
+it just loaded into rejects (`forgotten_subject`) before commit.
 """
 
 from __future__ import annotations
@@ -98,47 +98,16 @@ COPY_INCOMING = f"copy _incoming_events ({_COLUMN_LIST}) from stdin"
 ROWS_PER_WRITE = 1_000  # rows formatted per write to the COPY stream
 
 
-# First statement of every write: the shared raw-events lock, and whether anyone was forgotten.
-_ENTER = "select pg_advisory_xact_lock_shared(%s), exists (select 1 from raw.forgotten_subjects)"
-# This transaction's rows (loaded_at defaults to the transaction's start) of forgotten people, moved to
-# the rejects with nothing of theirs but the event id. Not a deletion the next dbt build must rebuild
-# for: no build has seen them (`pulse.consistent_delete`).
-_REJECT_FORGOTTEN = """
-with forgotten as (select subject_sha256, kind from raw.forgotten_subjects),
-gone as (
-    delete from raw.events e
-    where e.loaded_at = now() and (
-        encode(sha256(convert_to(e.user_id, 'UTF8')), 'hex') in (select subject_sha256 from forgotten where kind = 'id')
-        or (e.user_id is null and encode(sha256(convert_to(e.anonymous_id, 'UTF8')), 'hex')
-            in (select subject_sha256 from forgotten where kind = 'id'))
-        or exists (
-            select 1 from jsonb_path_query(jsonb_build_array(e.traits, e.context, e.properties),
-                                           'strict $.**.email_sha256') as h(v)
-            where encode(sha256(convert_to(v #>> '{}', 'UTF8')), 'hex')
-                in (select subject_sha256 from forgotten where kind = 'email')
-        )
-    )
-    returning e.event_id, e.event_type, e.source
-)
-insert into raw.events_rejected (rejected_id, payload, reason, source, line_number)
-select encode(sha256(convert_to('forgotten_subject' || chr(31) || event_id, 'UTF8')), 'hex'),
-       json_build_object('messageId', event_id, 'type', event_type)::text, 'forgotten_subject', source, null
-from gone
-on conflict (rejected_id) do nothing
-"""
-
-
-def _enter(cur: psycopg.Cursor) -> bool:
-    """Take the shared raw-events lock for the transaction; True when the suppression list has anyone."""
-    cur.execute(_ENTER, (RAW_EVENTS_LOCK_KEY,))
-    return bool(cur.fetchone()[1])
+def _enter(cur: psycopg.Cursor) -> None:
+    """Take the raw-events lock shared for the transaction (`pulse forget` takes it exclusively)."""
+    cur.execute("select pg_advisory_xact_lock_shared(%s)", (RAW_EVENTS_LOCK_KEY,))
 
 
 def _reject_forgotten(cur: psycopg.Cursor, result: WriteResult) -> None:
-    cur.execute("select set_config('pulse.consistent_delete', 'on', true)")
-    cur.execute(_REJECT_FORGOTTEN)
-    result.forgotten = max(cur.rowcount, 0)
-    cur.execute("select set_config('pulse.consistent_delete', '', true)")
+    """Turn this transaction's rows of forgotten people into rejects (`raw.reject_forgotten`, a function
+    the collector's role may call without reading any row)."""
+    cur.execute("select raw.reject_forgotten()")
+    result.forgotten = cur.fetchone()[0]
     result.inserted -= result.forgotten
 
 
@@ -205,7 +174,7 @@ def write_events(
     result = WriteResult(inserted_ids=[] if want_ids else None)
     conflicts_in_a_row = 0
     with conn.cursor() as cur:
-        suppressing = _enter(cur)
+        _enter(cur)
         it = iter(rows)
         while True:
             if conflicts_in_a_row >= 2:
@@ -232,13 +201,10 @@ def write_events(
                 result.inserted_ids.extend(row[0] for row in kept)
             if n < chunk_size:
                 break
-        if suppressing:
-            _reject_forgotten(cur, result)
-            if want_ids and result.forgotten:
-                cur.execute(
-                    "select event_id from raw.events where event_id = any(%s)", (result.inserted_ids,)
-                )
-                result.inserted_ids = [r[0] for r in cur.fetchall()]
+        _reject_forgotten(cur, result)
+        if want_ids and result.forgotten:
+            cur.execute("select event_id from raw.events where event_id = any(%s)", (result.inserted_ids,))
+            result.inserted_ids = [r[0] for r in cur.fetchall()]
     return result
 
 
@@ -253,7 +219,7 @@ def write_copy(
     it = iter(blocks)
     exhausted = False
     with conn.cursor() as cur:
-        suppressing = _enter(cur)
+        _enter(cur)
         _utf8(cur)
         while not exhausted:
             kept: list[CopyBlock] = []
@@ -289,8 +255,7 @@ def write_copy(
             conflicts_in_a_row = 0
             result.valid += n
             result.inserted += n
-        if suppressing:
-            _reject_forgotten(cur, result)
+        _reject_forgotten(cur, result)
     return result
 
 

@@ -90,3 +90,52 @@ create table if not exists raw.forgotten_subjects (
     forgotten_at   timestamptz not null default now(),
     primary key (subject_sha256, kind)
 );
+
+-- The rows the calling transaction loaded (loaded_at defaults to its start) of forgotten people, moved to
+-- the rejects with nothing of theirs but the event id. Security definer: the collector's role, which
+-- reads no row, calls it at the end of every load (pulse.events.load). Not a deletion the next dbt build
+-- must rebuild for: no build has seen these rows (`pulse.consistent_delete`).
+do $$
+begin
+    if to_regproc('raw.reject_forgotten') is null then
+        create function raw.reject_forgotten() returns integer language plpgsql security definer
+            set search_path = pg_catalog, pg_temp as $body$
+        declare
+            moved integer;
+        begin
+            if not exists (select 1 from raw.forgotten_subjects) then
+                return 0;
+            end if;
+            perform set_config('pulse.consistent_delete', 'on', true);
+            with forgotten as (select subject_sha256, kind from raw.forgotten_subjects),
+            gone as (
+                delete from raw.events e
+                where e.loaded_at = now() and (
+                    encode(sha256(convert_to(e.user_id, 'UTF8')), 'hex')
+                        in (select subject_sha256 from forgotten where kind = 'id')
+                    or (e.user_id is null and encode(sha256(convert_to(e.anonymous_id, 'UTF8')), 'hex')
+                        in (select subject_sha256 from forgotten where kind = 'id'))
+                    or exists (
+                        select 1
+                        from jsonb_path_query(jsonb_build_array(e.traits, e.context, e.properties),
+                                              'strict $.**.email_sha256') as h(v)
+                        where encode(sha256(convert_to(v #>> '{}', 'UTF8')), 'hex')
+                            in (select subject_sha256 from forgotten where kind = 'email')
+                    )
+                )
+                returning e.event_id, e.event_type, e.source
+            )
+            insert into raw.events_rejected (rejected_id, payload, reason, source, line_number)
+            select encode(sha256(convert_to('forgotten_subject' || chr(31) || event_id, 'UTF8')), 'hex'),
+                   json_build_object('messageId', event_id, 'type', event_type)::text, 'forgotten_subject',
+                   source, null
+            from gone
+            on conflict (rejected_id) do nothing;
+            get diagnostics moved = row_count;
+            perform set_config('pulse.consistent_delete', '', true);
+            return moved;
+        end
+        $body$;
+    end if;
+end
+$$;
