@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         gt=0,
         description="Events older than this (or over a day ahead of receipt) are rejected: event_time_out_of_range.",
     )
+    keep_full_ip: bool = Field(
+        default=False,
+        description="Store context.ip as sent; by default it is truncated (IPv4 /24, IPv6 /48).",
+    )
     collector_ack_timeout: float = Field(
         default=10.0, description="Seconds the collector waits for a COMMIT before answering 503."
     )

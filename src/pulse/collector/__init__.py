@@ -7,6 +7,9 @@ from pulse.collector.writer import GroupCommitWriter, Unavailable
 __all__ = ["GroupCommitWriter", "Unavailable", "UnsafeToServe", "check_safe_to_serve", "create_app", "serve"]
 
 
+LIMIT_CONCURRENCY = 200  # connections per worker; each holds at most one 4 MB body
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "warning") -> None:
     """Run the collector with uvicorn until interrupted. Settings come from the environment.
 
@@ -28,4 +31,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=15,
+        # Bounded work per server: connections beyond this are answered 503 at once, idle keep-alive
+        # connections are closed after a few seconds.
+        limit_concurrency=LIMIT_CONCURRENCY,
+        timeout_keep_alive=5,
+        backlog=256,
     )

@@ -11,6 +11,14 @@ group's COPY with another's COMMIT (its fsync), so a slow disk does not serialis
 If PostgreSQL cannot be reached (or the outcome of a COMMIT is unknown) every waiting request fails
 with `Unavailable` and the collector answers 503; clients retry, and messageId makes the retry harmless.
 
+A writer thread never dies of an error: whatever a group's write raises, that group's requests are
+answered 503 and the thread takes the next group. Only data errors (SQLSTATE classes 22 and 23: a value
+PostgreSQL refuses) send a group down the one-request-then-one-row path where refused rows become
+rejects; errors of the environment (read-only failover, a missing table, a revoked privilege, a lost
+connection) never turn rows into rejects. The queue is bounded in rows and in bytes; a request that gave
+up waiting (its future cancelled) is dropped before it is written. `health()` says whether every writer
+is alive and how long the oldest request has waited.
+
 After each commit the *newly inserted* rows are handed to the `hooks` (callables taking a list of row
 dicts keyed by `EVENT_COLUMNS`) on a separate thread, so a slow hook (the next step pushes real-time
 features to Feast) never delays an acknowledgement. Hook batches beyond `hook_queue_size` are dropped
@@ -25,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +55,9 @@ class Unavailable(Exception):
 class _Job:
     rows: list[tuple]
     rejections: list[Rejection]
+    size: int = 0  # bytes of the request's events, for the queue's bound
     future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -57,9 +67,26 @@ class WriterStats:
     inserted: int = 0
     rejected: int = 0
     failures: int = 0
+    dropped: int = 0  # requests that gave up waiting before they were written
     hook_batches_dropped: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # for the log and authenticated callers, never /health's public answer
     database_up: bool = True
+    last_failure_at: float | None = None  # time.monotonic() of the last failed group
+    last_success_at: float | None = None
+
+
+def is_data_error(error: Exception) -> bool:
+    """A value PostgreSQL refuses (SQLSTATE class 22, data exception; 23, integrity constraint): the
+    row is at fault, not the environment."""
+    state = getattr(error, "sqlstate", None) or ""
+    return state[:2] in ("22", "23")
+
+
+def refusal_reason(error: Exception) -> str:
+    """Why PostgreSQL refused a row, without the row: its DETAIL and CONTEXT quote the values."""
+    diag = getattr(error, "diag", None)
+    message = (getattr(diag, "message_primary", None) or type(error).__name__).strip()
+    return f"database refused the row: SQLSTATE {getattr(error, 'sqlstate', None)}: {message}"
 
 
 class GroupCommitWriter:
@@ -69,6 +96,7 @@ class GroupCommitWriter:
         hooks: Sequence[Hook] = (),
         max_rows: int = 20_000,
         max_queued_rows: int = 500_000,
+        max_queued_bytes: int = 256 * 1024 * 1024,
         connect_timeout: float = 3.0,
         hook_queue_size: int = 1_000,
         writers: int = 2,
@@ -77,10 +105,13 @@ class GroupCommitWriter:
         self.hooks: list[Hook] = list(hooks)
         self.max_rows = max_rows
         self.max_queued_rows = max_queued_rows
+        self.max_queued_bytes = max_queued_bytes
         self.connect_timeout = connect_timeout
         self.stats = WriterStats()
         self._jobs: deque[_Job] = deque()
         self._queued_rows = 0
+        self._queued_bytes = 0
+        self._busy_since: dict[str, float] = {}  # writer thread -> when it took its current group
         self._cond = threading.Condition()
         self._closing = False
         self._local = threading.local()  # each writer thread has its own connection
@@ -108,21 +139,40 @@ class GroupCommitWriter:
         self._hook_thread.join(timeout)
 
     # -- producers (request handlers) -------------------------------------------------------------
-    def submit(self, rows: list[tuple], rejections: list[Rejection]) -> Future:
-        job = _Job(rows, rejections)
+    def submit(self, rows: list[tuple], rejections: list[Rejection], size: int = 0) -> Future:
+        """Queue a request's rows; its future resolves after COMMIT. Cancel the future to withdraw it."""
+        job = _Job(rows, rejections, size)
         with self._cond:
             if self._closing:
                 raise Unavailable("the collector is shutting down")
-            if self._queued_rows + len(rows) > self.max_queued_rows:
+            if (
+                self._queued_rows + len(rows) > self.max_queued_rows
+                or self._queued_bytes + size > self.max_queued_bytes
+            ):
                 raise Unavailable(f"{self._queued_rows:,} events are waiting to be written; try again")
             self._jobs.append(job)
             self._queued_rows += len(rows)
+            self._queued_bytes += size
             self._cond.notify()
         return job.future
 
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
+
+    def health(self) -> dict[str, Any]:
+        """Writers alive, and the longest a request now queued or being written has waited (seconds)."""
+        now = time.monotonic()
+        with self._cond:
+            waits = [now - self._jobs[0].queued_at] if self._jobs else []
+            waits += [now - since for since in self._busy_since.values()]
+        return {
+            "writers_alive": sum(t.is_alive() for t in self._threads),
+            "writers": len(self._threads),
+            "oldest_wait_seconds": round(max(waits, default=0.0), 3),
+            "queued_events": self._queued_rows,
+            "queued_bytes": self._queued_bytes,
+        }
 
     # -- the writer thread --------------------------------------------------------------------------
     def _take(self) -> list[_Job] | None:
@@ -134,9 +184,16 @@ class GroupCommitWriter:
             jobs, n = [], 0
             while self._jobs and (not jobs or n + len(self._jobs[0].rows) <= self.max_rows):
                 job = self._jobs.popleft()
+                self._queued_rows -= len(job.rows)
+                self._queued_bytes -= job.size
+                # From here on the request can no longer be withdrawn; one that already was is dropped.
+                if not job.future.set_running_or_notify_cancel():
+                    self.stats.dropped += 1
+                    continue
                 jobs.append(job)
                 n += len(job.rows)
-            self._queued_rows -= n
+            if jobs:
+                self._busy_since[threading.current_thread().name] = time.monotonic()
             return jobs
 
     def _connection(self) -> psycopg.Connection:
@@ -158,34 +215,41 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         try:
-            self._loop()
+            while (jobs := self._take()) is not None:
+                if jobs:
+                    try:
+                        self._write_group(jobs)
+                    except Exception as error:  # noqa: BLE001 - a writer must outlive any one group
+                        self._fail(jobs, error)
+                    finally:
+                        with self._cond:
+                            self._busy_since.pop(threading.current_thread().name, None)
         finally:
             self._drop_connection()
 
-    def _loop(self) -> None:
-        while (jobs := self._take()) is not None:
-            try:
-                inserted = self._write(jobs)
-            except psycopg.OperationalError as error:
+    def _write_group(self, jobs: list[_Job]) -> None:
+        try:
+            inserted = self._write(jobs)
+        except psycopg.Error as error:
+            if not is_data_error(error):
                 self._fail(jobs, error)
-                continue
-            except psycopg.Error as error:
-                # Not the connection: some row the contract let through and PostgreSQL refused. Write
-                # each request on its own so one bad request cannot block everyone else's.
-                log.warning("group write failed (%s); writing requests one by one", error)
-                inserted = self._write_one_by_one(jobs)
-                if inserted is None:
-                    continue
-            self.stats.database_up, self.stats.last_error = True, None
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_result(len(job.rows))
-            if self.hooks and inserted:
-                try:
-                    self._hook_queue.put_nowait(inserted)
-                except queue.Full:
-                    self.stats.hook_batches_dropped += 1
-                    log.warning("hooks are behind; dropped a batch of %d rows for them", len(inserted))
+                return
+            # Some row the contract let through and PostgreSQL refused. Write each request on its own
+            # so one bad request cannot block everyone else's.
+            log.warning("group write failed (%s); writing requests one by one", refusal_reason(error))
+            inserted = self._write_one_by_one(jobs)
+            if inserted is None:
+                return
+        self.stats.database_up, self.stats.last_error = True, None
+        self.stats.last_success_at = time.monotonic()
+        for job in jobs:
+            _resolve(job, len(job.rows))
+        if self.hooks and inserted:
+            try:
+                self._hook_queue.put_nowait(inserted)
+            except queue.Full:
+                self.stats.hook_batches_dropped += 1
+                log.warning("hooks are behind; dropped a batch of %d rows for them", len(inserted))
 
     def _write(self, jobs: list[_Job]) -> list[tuple]:
         rows = [row for job in jobs for row in job.rows]
@@ -205,24 +269,24 @@ class GroupCommitWriter:
 
     def _write_one_by_one(self, jobs: list[_Job]) -> list[tuple] | None:
         inserted: list[tuple] = []
-        for job in jobs:
+        for n, job in enumerate(jobs):
             try:
-                inserted += self._write([job])
-            except psycopg.OperationalError as error:
-                self._fail([j for j in jobs if not j.future.done()], error)
-                return None
-            except psycopg.Error:
                 try:
+                    inserted += self._write([job])
+                except psycopg.Error as error:
+                    if not is_data_error(error):
+                        raise
                     inserted += self._write_rows_individually(job)
-                except psycopg.OperationalError as error:
-                    self._fail([j for j in jobs if not j.future.done()], error)
-                    return None
-            job.future.set_result(len(job.rows))
+            except Exception as error:  # noqa: BLE001 - the environment, not a row: 503 for the rest
+                self._fail(jobs[n:], error)
+                return None
+            _resolve(job, len(job.rows))
         return inserted
 
     def _write_rows_individually(self, job: _Job) -> list[tuple]:
-        """Last resort: each row in its own transaction; rows PostgreSQL refuses become rejects with its
-        reason, so nothing is lost and the request can still be answered."""
+        """Last resort: each row in its own transaction; rows PostgreSQL refuses as data (classes 22 and
+        23) become rejects with the reason (not the values), so nothing is lost and the request can be
+        answered. Any other error is the environment's and is raised."""
         conn = self._connection()
         good, rejections = [], list(job.rejections)
         for row in job.rows:
@@ -230,12 +294,11 @@ class GroupCommitWriter:
                 with conn.transaction():
                     write_events(conn, [row], chunk_size=1)
                 good.append(row)
-            except psycopg.OperationalError:
-                raise
             except psycopg.Error as error:
+                if not is_data_error(error):
+                    raise
                 payload = dict(zip(EVENT_COLUMNS, map(str, row), strict=True))
-                reason = f"database refused the row: {str(error).strip()}"
-                rejections.append(Rejection.of(repr(payload), reason, row[-1], None))
+                rejections.append(Rejection.of(repr(payload), refusal_reason(error), row[-1], None))
         with conn.transaction():
             write_rejections(conn, rejections)
         return good
@@ -243,13 +306,20 @@ class GroupCommitWriter:
     def _fail(self, jobs: list[_Job], error: Exception) -> None:
         self._drop_connection()
         self.stats.failures += 1
-        self.stats.database_up = False
+        self.stats.database_up = isinstance(error, psycopg.Error) and not isinstance(
+            error, psycopg.OperationalError
+        )
+        self.stats.last_failure_at = time.monotonic()
         self.stats.last_error = f"{type(error).__name__}: {error}".strip()
         log.warning("could not write %d request(s): %s", len(jobs), self.stats.last_error)
         for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(Unavailable("the warehouse is unavailable; retry"))
+            _resolve(job, error=Unavailable("the warehouse could not store the events now; retry"))
         time.sleep(0.05)  # do not spin on a database that refuses connections
+
+    def failing(self, within: float) -> bool:
+        """Whether the last group written failed, less than `within` seconds ago."""
+        failed, ok = self.stats.last_failure_at, self.stats.last_success_at
+        return failed is not None and (ok is None or failed > ok) and time.monotonic() - failed < within
 
     # -- hooks ----------------------------------------------------------------------------------------
     def _run_hooks(self) -> None:
@@ -260,3 +330,14 @@ class GroupCommitWriter:
                     hook(records)
                 except Exception:  # noqa: BLE001 - a hook must never take the collector down
                     log.exception("collector hook %r failed", hook)
+
+
+def _resolve(job: _Job, result: int | None = None, error: Exception | None = None) -> None:
+    """Answer a request's future, whatever state it is in (a resolved future raises on a second answer)."""
+    try:
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+    except InvalidStateError:
+        pass

@@ -17,7 +17,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pulse.config import DEFAULT_EVENT_MAX_AGE_DAYS
-from pulse.events.pii import hash_if_email, scrub
+from pulse.events.pii import hash_if_email, scrub, without_full_ip
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
 
@@ -186,7 +186,7 @@ class Event(BaseModel):
 
     def _payloads(self, scrub_pii: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         properties = call_properties(self.type, self.properties, self.name, self.groupId)
-        traits, context = self.traits or {}, self.context or {}
+        traits, context = self.traits or {}, without_full_ip(self.context or {})
         if scrub_pii:
             return scrub(properties), scrub(traits), scrub(context)
         return properties, traits, context

@@ -34,7 +34,7 @@ from pulse.events.contract import (
     event_times,
     normalise_event_name,
 )
-from pulse.events.pii import maybe_pii
+from pulse.events.pii import maybe_pii, without_full_ip
 
 CALLS = frozenset(get_args(EventType))
 # `{` plus `[` in the raw event above which the full contract decides: pydantic's JSON parser refuses
@@ -141,7 +141,7 @@ def wire_row(
         received,
         _encode(call_properties(call, wire.properties, name, group_id)).decode(),
         _encode(wire.traits or {}).decode(),
-        _encode(wire.context or {}).decode(),
+        _encode(without_full_ip(wire.context) if wire.context else {}).decode(),
         source,
     )
 
