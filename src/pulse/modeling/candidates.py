@@ -4,8 +4,9 @@ Every pipeline starts with the same feature engineering (rates per day of tenure
 turn raw counts into what the counts estimate), so algorithms differ only in the learner.
 
 Scores must be probabilities. Logistic regression and gradient boosting minimise log loss, which makes
-them calibrated by construction; the tree and the network are not, so they are wrapped in sigmoid
-(Platt) calibration. `ml.model_metrics` keeps calibration bins for every model and fold to check.
+them calibrated by construction; the tree, the forest, the neighbours and the network are not, so they
+are wrapped in sigmoid (Platt) calibration. Random forest and k-nearest neighbours are there because the
+original analysis compared them: every comparison it made can be read from `ml.model_runs`. `ml.model_metrics` keeps calibration bins for every model and fold to check.
 """
 
 from __future__ import annotations
@@ -14,8 +15,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -109,6 +116,10 @@ def classifiers(seed: int = 0) -> dict[str, Pipeline]:
                 ),
             ]
         ),
+        "random_forest": Pipeline(
+            [("rates", RateFeatures()), ("model", _calibrated(_forest(RandomForestClassifier, seed)))]
+        ),
+        "knn": Pipeline([*_linear_front(), ("model", _calibrated(KNeighborsClassifier(**KNN)))]),
         "mlp": Pipeline(
             [
                 *_linear_front(),
@@ -129,9 +140,21 @@ def classifiers(seed: int = 0) -> dict[str, Pipeline]:
     }
 
 
+KNN = {"n_neighbors": 50, "weights": "distance"}  # scaled log features; 50 smooths rare outcomes
+
+
+def _forest(cls, seed: int):
+    # Shallow-ish and few trees: a 2-core machine trains every candidate on every fold.
+    return cls(n_estimators=100, max_depth=10, min_samples_leaf=20, max_features="sqrt", random_state=seed)
+
+
 def regressors(seed: int = 0) -> dict[str, Pipeline]:
     return {
         "linear_regression": Pipeline([*_linear_front(), ("model", LinearRegression())]),
+        "random_forest": Pipeline(
+            [("rates", RateFeatures()), ("model", _forest(RandomForestRegressor, seed))]
+        ),
+        "knn": Pipeline([*_linear_front(), ("model", KNeighborsRegressor(**KNN))]),
         "gradient_boosting": Pipeline(
             [
                 ("rates", RateFeatures()),
