@@ -7,6 +7,7 @@ A login is made only when its password is in the environment (docker-compose giv
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -39,14 +40,16 @@ LOGINS = (
 )
 
 
-def create_roles(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
+def create_roles(
+    settings: Settings, environ: Mapping[str, str] | None = None, logins: Sequence[Login] = LOGINS
+) -> list[str]:
     """Create (or bring up to date) the job roles and their grants, and every login whose password is
     set; returns the logins made. Needs the warehouse owner (or a superuser); the schemas must exist."""
     environ = os.environ if environ is None else environ
     made = []
     with psycopg.connect(warehouse_url(settings)) as conn:
         conn.execute(resources.files("pulse").joinpath("sql/roles/roles.sql").read_text())
-        for login in LOGINS:
+        for login in logins:
             password = environ.get(login.password_variable)
             if not password:
                 continue

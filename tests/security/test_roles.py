@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -44,7 +45,8 @@ def logins(settings, database_url):
             urls[role] = make_url(database_url).set(username=name).render_as_string(hide_password=False)
     yield urls
     with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("drop owned by pulse_transform")  # what dbt made in this database
+        # Not `drop owned by pulse_transform`: that also revokes its grants on every database of the server
+        # (databases are shared objects). What it made here goes with the test's database.
         for url in urls.values():
             name = make_url(url).username
             admin.execute(f'drop owned by "{name}"')
@@ -158,24 +160,26 @@ def test_each_role_does_exactly_its_job(settings, logins, monkeypatch):
 
 
 def test_logins_are_made_from_passwords_in_the_environment(settings, database_url):
-    login = LOGINS[0]
-    name = login.name
+    # As the compose collector's login, under a name of its own (roles belong to the whole server).
+    login = replace(LOGINS[0], name=f"pulse_test_{uuid.uuid4().hex[:8]}_svc")
+    variable = login.password_variable
     try:
-        assert create_roles(settings, {login.password_variable: "first-password"}) == [name]
-        assert create_roles(settings, {login.password_variable: "rotated-password"}) == [name]
+        assert create_roles(settings, {}, [login]) == []  # no password, no login
+        assert create_roles(settings, {variable: "first-password"}, [login]) == [login.name]
+        assert create_roles(settings, {variable: "rotated-password"}, [login]) == [login.name]
         with psycopg.connect(database_url) as conn:
             member_of = {
                 r[0]
                 for r in conn.execute(
                     "select b.rolname from pg_auth_members m join pg_roles a on a.oid = m.member "
                     "join pg_roles b on b.oid = m.roleid where a.rolname = %s",
-                    (name,),
+                    (login.name,),
                 )
             }
         assert member_of == set(login.roles)
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'drop role if exists "{name}"')
+            admin.execute(f'drop role if exists "{login.name}"')
 
 
 def test_compose_needs_real_secrets_and_gives_each_service_only_its_own():
