@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -103,13 +104,18 @@ class Measured:
     other process shares, so shared_buffers is left out) of the PostgreSQL backends connected to the
     benchmark's database (parallel workers included), sampled at the same moments. Sampling can miss a
     peak shorter than the interval. `load`: the machine's mean 1-minute load average over the samples
-    (on a shared machine, how many others wanted the cores meanwhile).
+    (on a shared machine, how many others wanted the cores meanwhile). `client_cpu_s`: user + system
+    CPU seconds of the child and the descendants it waited for (getrusage); `server_cpu_s`: the same of
+    the backends seen in the samples, at their last sample. On a machine shared with other work, CPU
+    seconds grow with the work done, where wall time also grows with the others' load.
     """
 
     seconds: float
     client_peak_mb: float
     server_peak_mb: float
     load: float
+    client_cpu_s: float
+    server_cpu_s: float
     output: str
 
 
@@ -125,17 +131,24 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def _backends_uss(monitor: psycopg.Connection, database: str) -> int:
-    pids = [
+def _backends(monitor: psycopg.Connection, database: str) -> list[int]:
+    return [
         row[0]
         for row in monitor.execute(
             "select pid from pg_stat_activity where datname = %s and pid <> pg_backend_pid()", (database,)
         )
     ]
+
+
+def _backends_uss(pids: list[int], cpu: dict[int, float]) -> int:
+    """Summed private memory of `pids`; records each one's CPU seconds so far in `cpu`."""
     total = 0
     for pid in pids:
         with contextlib.suppress(psutil.Error):
-            total += psutil.Process(pid).memory_full_info().uss
+            process = psutil.Process(pid)
+            total += process.memory_full_info().uss
+            times = process.cpu_times()
+            cpu[pid] = times.user + times.system
     return total
 
 
@@ -150,6 +163,8 @@ def measure(
     database = make_url(url).database
     peaks = {"client": 0, "server": 0}
     loads: list[float] = []
+    backend_cpu: dict[int, float] = {}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = subprocess.Popen(
         list(command),
@@ -166,7 +181,8 @@ def measure(
         with admin(url) as monitor:
             while not done.is_set():
                 peaks["client"] = max(peaks["client"], _tree_rss(process))
-                peaks["server"] = max(peaks["server"], _backends_uss(monitor, database))
+                backends = _backends(monitor, database)
+                peaks["server"] = max(peaks["server"], _backends_uss(backends, backend_cpu))
                 loads.append(os.getloadavg()[0])
                 done.wait(interval)
 
@@ -178,8 +194,18 @@ def measure(
     sampler.join()
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{output[-4000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     load = sum(loads) / len(loads) if loads else os.getloadavg()[0]
-    return Measured(seconds, peaks["client"] / 2**20, peaks["server"] / 2**20, load, output)
+    return Measured(
+        seconds,
+        peaks["client"] / 2**20,
+        peaks["server"] / 2**20,
+        load,
+        client_cpu,
+        sum(backend_cpu.values()),
+        output,
+    )
 
 
 def pulse(*args: str) -> list[str]:

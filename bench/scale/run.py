@@ -15,11 +15,13 @@ visit-rate scale of 0.055 (about 19,300 customers who sign in and 51 events each
   `pulse features`, `pulse score`, `pulse audiences`.
 
 Every step is the CLI verb a user runs, in its own process, timed from start to exit (Python start-up
-and imports included). Peak memory is sampled every 0.25 s: "client" is the summed resident memory (RSS)
-of the `pulse` process and its children (dbt, Feast and scikit-learn all run in it); "server" is the
-summed private memory (USS, shared_buffers left out) of the PostgreSQL backends serving the benchmark
-database. The table ends with each step's growth exponent between sizes, k in time ~ events^k
-(1 is linear; below 1, fixed costs still dominate; above about 1.15, worse than linear).
+and imports included), with the CPU seconds it and the PostgreSQL backends serving it used (on a
+shared machine wall time also grows with the others' load; CPU time only with the work). Peak memory
+is sampled every 0.25 s: "client" is the summed resident memory (RSS) of the `pulse` process and its
+children (dbt, Feast and scikit-learn all run in it); "server" is the summed private memory (USS,
+shared_buffers left out) of the PostgreSQL backends serving the benchmark database. The table ends with
+each step's growth exponent between sizes, k in time ~ events^k, of wall and of CPU time (1 is linear;
+below 1, fixed costs still dominate; above about 1.15, worse than linear).
 
 Uses PULSE_DATABASE_URL's server (or the embedded one); each size's database is dropped afterwards.
 """
@@ -115,11 +117,13 @@ def run_size(millions: float, args: argparse.Namespace) -> dict:
                     "client_mb": round(measured.client_peak_mb),
                     "server_mb": round(measured.server_peak_mb),
                     "load": round(measured.load, 1),
+                    "cpu_s": round(measured.client_cpu_s + measured.server_cpu_s, 1),
                 }
                 result["steps"].append(row)
                 print(
                     f"[{result['size']}] {phase:5} {name:22} {row['seconds']:8.1f} s  "
-                    f"client {row['client_mb']:6,} MB  server {row['server_mb']:6,} MB  load {row['load']:.1f}",
+                    f"cpu {row['cpu_s']:7.1f} s  client {row['client_mb']:6,} MB  "
+                    f"server {row['server_mb']:6,} MB  load {row['load']:.1f}",
                     flush=True,
                 )
                 if phase == "first" and name == "ingest":
@@ -152,25 +156,36 @@ def print_table(results: list[dict]) -> None:
                 else ""
             )
         )
+    # Per size: wall s, CPU s (client + server), peak client / server MB; then k of wall and CPU time.
     header = ["phase", "step"]
-    header += (
-        [f"{s} s" for s in sizes] + [f"{s} client MB" for s in sizes] + [f"{s} server MB" for s in sizes]
-    )
+    header += [f"{s} wall s / CPU s / client MB / server MB" for s in sizes]
     pairs = list(zip(results, results[1:], strict=False))
-    header += [f"k {a['size']}->{b['size']}" for a, b in pairs]
+    header += [f"k {a['size']}->{b['size']} wall / CPU" for a, b in pairs]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     keys = [(row["phase"], row["step"]) for row in results[0]["steps"]]
     for key in keys:
-        rows = [next(s for s in r["steps"] if (s["phase"], s["step"]) == key) for r in results]
+        rows = [next((s for s in r["steps"] if (s["phase"], s["step"]) == key), None) for r in results]
         cells = list(key)
-        cells += [f"{row['seconds']:.1f}" for row in rows]
-        cells += [f"{row['client_mb']:,}" for row in rows]
-        cells += [f"{row['server_mb']:,}" for row in rows]
+        for row in rows:
+            cpu = f"{row['cpu_s']:.0f}" if row and "cpu_s" in row else "-"
+            cells.append(
+                f"{row['seconds']:.0f} / {cpu} / {row['client_mb']:,} / {row['server_mb']:,}" if row else "-"
+            )
         for i in range(len(rows) - 1):
+            a, b = rows[i], rows[i + 1]
             n_small, n_large = results[i]["events"], results[i + 1]["events"]
-            cells.append(f"{exponent(rows[i]['seconds'], rows[i + 1]['seconds'], n_small, n_large):.2f}")
+            if a is None or b is None:
+                cells.append("-")
+                continue
+            wall = exponent(a["seconds"], b["seconds"], n_small, n_large)
+            cpu = (
+                f"{exponent(a['cpu_s'], b['cpu_s'], n_small, n_large):.2f}"
+                if "cpu_s" in a and "cpu_s" in b
+                else "-"
+            )
+            cells.append(f"{wall:.2f} / {cpu}")
         print("| " + " | ".join(cells) + " |")
 
 
