@@ -116,6 +116,27 @@ def airflow_environment(
     return env
 
 
+def free_port() -> int:
+    """A free port for the api-server whose next two are free too (the task and triggerer log servers)."""
+    import socket
+
+    def is_free(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 65000 and is_free(port + 1) and is_free(port + 2):
+            return port
+    raise RuntimeError("no free port")
+
+
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 

@@ -1,6 +1,6 @@
 """Backfill through the scheduler: seven daily ingest intervals backfilled with Airflow 3's backfill (the
 REST API's `POST /backfills`) load, build and materialise exactly what the same seven days give when
-they are run one by one, each day's chain finished before the next day starts.
+they are run one by one, each day's ingest finished before the next day's starts.
 
 Both go through the same local Airflow (scheduler, api-server, dag-processor, triggerer; LocalExecutor;
 pulse.local_airflow), ingest scheduled daily: first day by day, then, on an emptied warehouse and with
@@ -21,10 +21,9 @@ from sqlalchemy.engine import make_url
 from pulse import db
 from pulse.config import Settings
 from pulse.events.simulator import simulate
-from pulse.local_airflow import cluster_environment, start_cluster
+from pulse.local_airflow import cluster_environment, free_port, start_cluster
 from tests.conftest import _admin
 from tests.dags.test_celery import RUN_COLUMNS, _database, _drop, outputs
-from tests.e2e.test_airflow_ui import _free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -33,8 +32,9 @@ DAYS = [FIRST_DAY + timedelta(days=n) for n in range(7)]
 # Daily, but only in January: unpausing creates one scheduled run (the last complete interval, January
 # 30th, before anything is landed) and no other until next January, so only the runs below load files.
 INGEST_SCHEDULE = "0 0 * 1 *"
-# Training is weekly and not part of a backfill of ingest: score_audiences skips (no model) both ways.
-CHAIN = ["pulse_ingest", "pulse_transform", "pulse_features", "pulse_score_audiences"]
+# What a backfill of ingest sets off by Assets (training is weekly and not part of it; scoring waits
+# for a model, so it stays paused).
+CHAIN = ["pulse_ingest", "pulse_transform", "pulse_features"]
 
 
 def _land_days(events_path: Path, landing: Path) -> None:
@@ -85,7 +85,7 @@ def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_p
     env = cluster_environment(
         settings,
         metadata_url=pg.set(drivername="postgresql+psycopg2", database=metadata).render_as_string(False),
-        port=_free_port(),
+        port=free_port(),
     )
     env.update({"PULSE_INGEST_SCHEDULE": INGEST_SCHEDULE, "PULSE_TRAIN_SCHEDULE": "0 0 1 1 *"})
     cluster = start_cluster(env)
@@ -95,9 +95,10 @@ def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_p
         api.wait_for_runs("pulse_ingest", 1)  # the scheduled run unpausing makes (nothing to load)
         _land_days(sim.events_path, settings.landing_dir)
 
-        for day in DAYS:  # one by one: each day's chain settles before the next day is ingested
+        for n, day in enumerate(DAYS, start=2):  # one by one: each day's ingest ends before the next
             api.trigger("pulse_ingest", day, interval=(day, day + timedelta(days=1)))
-            api.wait_until_idle(CHAIN)
+            api.wait_for_runs("pulse_ingest", n)
+        api.wait_until_idle(CHAIN)
         one_by_one = outputs(settings.database_url, settings.feast_project)
         one_by_one_ingested = _ingested(api)
 

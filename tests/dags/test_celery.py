@@ -22,10 +22,9 @@ from sqlalchemy.engine import make_url
 
 from pulse.config import PROJECT_ROOT, Settings
 from pulse.events.simulator import simulate
-from pulse.local_airflow import CELERY_SETTINGS, cluster_environment, run_chain, start_cluster
+from pulse.local_airflow import CELERY_SETTINGS, cluster_environment, free_port, run_chain, start_cluster
 from tests.conftest import _admin, table_columns
 from tests.dags.test_dag_runs import FLOW, RUN_AT, SIM_END, _land, _run, output_tables
-from tests.e2e.test_airflow_ui import _free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -127,7 +126,7 @@ def test_chain_on_two_celery_workers_survives_a_killed_worker(
     env = cluster_environment(
         celery_settings,
         metadata_url=metadata_url,
-        port=_free_port(),
+        port=free_port(),
         executor="CeleryExecutor",
         broker_url=f"redis://127.0.0.1:6379/{BROKER_DB}",
         result_backend=pg.set(drivername="db+postgresql", database=metadata).render_as_string(False),

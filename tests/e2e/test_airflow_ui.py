@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 
 from pulse.config import PROJECT_ROOT
 from pulse.events.simulator import simulate
+from pulse.local_airflow import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -33,26 +33,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PULSE_DAGS = ["pulse_ingest", "pulse_transform", "pulse_features", "pulse_train", "pulse_score_audiences"]
-
-
-def _free_port() -> int:
-    # Three consecutive free ports: the UI, and the task and triggerer log servers after it.
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65000 and all(_port_free(port + i) for i in (1, 2)):
-            return port
-    raise RuntimeError("no free port")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _processes_using(home: Path) -> list[int]:
@@ -72,7 +52,7 @@ def _processes_using(home: Path) -> list[int]:
 @pytest.fixture
 def pulse_airflow(settings):
     """`pulse airflow --paused` on a free port; yields (url, password); stops it and everything it started."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PULSE_HOME"] = str(settings.home_dir)
     pulse = str(Path(sys.executable).parent / "pulse")
