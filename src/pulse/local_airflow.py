@@ -227,6 +227,7 @@ def cluster_environment(
     broker_url: str | None = None,
     result_backend: str | None = None,
     worker_concurrency: int = 2,
+    parallelism: int = 4,
 ) -> dict[str, str]:
     """The environment of every component: `airflow_environment` plus a PostgreSQL metadata database,
     the executor (Celery: broker and result backend), one JWT secret (the scheduler signs the tokens
@@ -239,6 +240,9 @@ def cluster_environment(
         {
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__CORE__EXECUTOR": executor,
+            # Tasks at once (LocalExecutor: its worker processes; default 32): Pulse's tasks use about a
+            # core each, so more than a few only thrash a small machine.
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
