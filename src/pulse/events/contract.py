@@ -7,7 +7,6 @@ accepted event is.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -16,7 +15,6 @@ from typing import Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pulse.config import DEFAULT_EVENT_MAX_AGE_DAYS
 from pulse.events.pii import hash_if_email, scrub, without_full_ip
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
@@ -45,10 +43,18 @@ JSON_COLUMNS = frozenset({"properties", "traits", "context"})
 
 # An event may be at most this far ahead of its receipt (clocks and time zones slip, a year ahead does
 # not), and at most PULSE_EVENT_MAX_AGE_DAYS old: outside that window every daily model would build a
-# row per customer per day up to it. Read once here (as PULSE_PHONE_REGION is) so the parser processes of
-# `pulse ingest` see the same value; `Settings.event_max_age_days` documents it.
+# row per customer per day up to it (`max_event_age`: Settings.event_max_age_days).
 MAX_EVENT_AHEAD = timedelta(days=1)
-MAX_EVENT_AGE = timedelta(days=int(os.environ.get("PULSE_EVENT_MAX_AGE_DAYS", DEFAULT_EVENT_MAX_AGE_DAYS)))
+
+
+@lru_cache(maxsize=1)
+def max_event_age() -> timedelta:
+    """`PULSE_EVENT_MAX_AGE_DAYS` from the settings object (environment or `.env`), read once per process."""
+    from pulse.config import get_settings
+
+    return timedelta(days=get_settings().event_max_age_days)
+
+
 OUT_OF_RANGE = "event_time_out_of_range"
 
 
@@ -115,9 +121,9 @@ def check_event_time(event_at: datetime, received_at: datetime) -> None:
         raise EventTimeOutOfRange(
             f"{OUT_OF_RANGE}: more than {MAX_EVENT_AHEAD.days} day after it was received"
         )
-    if received_at - event_at > MAX_EVENT_AGE:
+    if received_at - event_at > max_event_age():
         raise EventTimeOutOfRange(
-            f"{OUT_OF_RANGE}: older than {MAX_EVENT_AGE.days} days (PULSE_EVENT_MAX_AGE_DAYS)"
+            f"{OUT_OF_RANGE}: older than {max_event_age().days} days (PULSE_EVENT_MAX_AGE_DAYS)"
         )
 
 
