@@ -131,7 +131,9 @@ class Dispatcher:
             outcomes = []
             for start in range(0, len(records), destination.max_batch):
                 chunk = records[start : start + destination.max_batch]
-                outcomes += send_batch(destination, chunk, f"{batch_key}.{start}", "events", policy, stats)
+                # Sent as plain rows (operation, customer_id, idempotency_key, "event": "Trigger Fired",
+                # payload): the webhook's `events` mode renders audience changes as Segment track calls.
+                outcomes += send_batch(destination, chunk, f"{batch_key}.{start}", "mirror", policy, stats)
         except Exception as error:  # noqa: BLE001 - a missing URL, a bad secret: every row failed alike
             from pulse.activation.destinations import Outcome
 
