@@ -49,7 +49,7 @@ def test_audience_export_escapes_formula_cells(settings, tmp_path):
     assert "0" in cells  # numbers are written as they are
 
 
-def test_file_drop_escapes_formula_cells(tmp_path):
+def test_file_drop_escapes_formula_cells(settings, tmp_path):  # settings: it records where it writes
     drop = FileDropDestination({"folder": str(tmp_path), "format": "csv"})
     drop.start("run1")
     batch = [Record(f"k{i}", f"c{i}", "add", {"note": value}) for i, value in enumerate(HOSTILE)]
