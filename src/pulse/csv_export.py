@@ -17,6 +17,13 @@ def escape_cell(value: Any) -> Any:
     return value
 
 
+def unescape_cell(value: str) -> str:
+    """The value `escape_cell` was given (to match a written cell against stored ids)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
+
+
 class SafeCsvWriter:
     """csv.writer whose text cells are escaped (numbers are written as they are)."""
 

@@ -48,6 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
+from pulse.csv_export import unescape_cell
 from pulse.db import create_schemas, engine
 from pulse.events.pii import is_email, normalise_email, sha256
 from pulse.exports import export_files
@@ -624,7 +625,7 @@ def _kept_export_rows(path: Path, identities: Identities) -> tuple[str, int]:
         return "", 0
     header, body = rows[0], rows[1:]
     columns = [i for i, name in enumerate(header) if name in _EXPORT_ID_COLUMNS]
-    kept = [row for row in body if not any(i < len(row) and row[i] in values for i in columns)]
+    kept = [row for row in body if not any(i < len(row) and unescape_cell(row[i]) in values for i in columns)]
     out = io.StringIO()
     csv.writer(out).writerows([header, *kept])
     return out.getvalue(), len(body) - len(kept)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from pulse.activation.destinations.base import Record
 from pulse.activation.destinations.file_drop import FileDropDestination
 from pulse.audiences import export_audiences
+from pulse.csv_export import unescape_cell
 from pulse.db import engine
 
 HOSTILE = ['=HYPERLINK("http://evil","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
@@ -23,6 +24,7 @@ def _assert_escaped(cells: list[str]) -> None:
     for value in HOSTILE:
         assert value not in cells
         assert "'" + value in cells
+        assert unescape_cell("'" + value) == value  # what forget matches stored ids against
 
 
 def test_audience_export_escapes_formula_cells(settings, tmp_path):
