@@ -70,7 +70,7 @@
 
 {#- The newest `_updated_at` (dbt run start) of an incremental model: rows upstream changed after it are new to it. -#}
 {% macro updated_since(relation) -%}
-    {{ _watermark("select max(_updated_at) from " ~ relation) }}
+    {{ _watermark("select max(_updated_at) from " ~ relation ~ " as watermarked") }}
 {%- endmacro %}
 
 {#-

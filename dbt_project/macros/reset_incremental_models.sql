@@ -90,18 +90,12 @@
             {%- endset -%}
             {%- if run_query(check).columns[0].values()[0] -%}
                 {{ log("raw.events was replaced, lost rows or merged a customer: emptying the incremental models to rebuild them", info=True) }}
-                {%- for schema, name in [
-                    ('staging', 'stg_pulse__identifies'),
-                    ('intermediate', 'int_events_stitched_to_customers'),
-                    ('intermediate', 'int_customer_activity_aggregated_to_days'),
-                    ('intermediate', 'int_customer_activity_aggregated_to_customers'),
-                    ('intermediate', 'int_product_activity_aggregated_to_days'),
-                    ('marts', 'sessions'),
-                    ('marts', 'orders'),
-                    ('marts', 'order_lines'),
-                    ('marts', 'customer_features'),
-                ] -%}
-                    {%- set relation = adapter.get_relation(database=target.database, schema=schema, identifier=name) -%}
+                {#- Every incremental model, as dbt's graph names them: none is listed by hand. -#}
+                {%- for node in graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+                    | selectattr('config.materialized', 'equalto', 'incremental') -%}
+                    {%- set relation = adapter.get_relation(
+                        database=node.database, schema=node.schema, identifier=node.alias
+                    ) -%}
                     {%- if relation is not none -%}
                         {%- do run_query("truncate " ~ relation) -%}
                     {%- endif -%}

@@ -46,67 +46,33 @@
 -- `starts_on = max(a, k) + 1` and, for a w-day window, stops at `max(starts_on, a + w + 1)`. Each cell
 -- becomes a +value and a -value "delta" on those days; a snapshot is the running sum of the deltas.
 --
--- Incremental: for each customer the recompute starts at the earliest snapshot a changed daily cell
--- reaches (any age: late events correct exactly the snapshots they belong to) or at the first new day
--- of data; it continues from the stored row of the day before. RFM quintiles compare customers within a
--- snapshot, so where a recomputed row's RFM inputs change, the other customers' stored scores for that
--- day are recomputed too and written only if they change.
+-- Incremental, and one SQL for every build: which customers to recompute, and from which snapshot day,
+-- is decided in the scratch models `customer_features_this_run` / `customer_features_days_this_run` (a
+-- changed daily cell of any age, or a new day of data); each recomputed customer continues from its
+-- stored row of the day before. RFM quintiles compare customers within a snapshot, so where a recomputed
+-- row's RFM inputs change, the other customers' stored scores for that day are recomputed too and written
+-- only if they change. A full build is the same SQL with nothing stored (`stored_rows`): every customer
+-- from their first day, and every day's quintiles.
+{%- set stored = stored_rows('customer_features', incremental=is_incremental()) %}
 with
 
-bounds as (
+this_run as (
 
-    -- The last snapshot day: the day after the newest day a cell became known (through the index),
-    -- but never past the day after the newest load: an event dated years ahead (a broken clock) must
-    -- not make every customer a snapshot per day up to it.
-    select least(
-        (select max(identified_date) + 1 from {{ ref('int_customer_activity_aggregated_to_days') }}),
-        (select {{ utc_date('max(loaded_at)') }} + 1 from {{ ref('int_events_stitched_to_customers') }})
-    ) as last_snapshot_on
+    select * from {{ ref('customer_features_this_run') }}
 
 ),
 
-{% if is_incremental() %}
+run_days as (
 
-stored_bounds as (
-
-    select max(snapshot_date) as last_snapshot_on
-    from {{ this }}
+    select * from {{ ref('customer_features_days_this_run') }}
 
 ),
-
-targets as (
-
-    select
-        customer_id,
-        min(recompute_from) as recompute_from
-    from (
-        select
-            customer_id,
-            greatest(activity_date, identified_date) + 1 as recompute_from
-        from {{ ref('int_customer_activity_aggregated_to_days') }}
-        where _updated_at > {{ updated_since(this) }}
-        union all
-        -- New days of data: every known customer gets the new snapshots.
-        select
-            stored_rows.customer_id,
-            stored_rows.snapshot_date + 1 as recompute_from
-        from {{ this }} as stored_rows
-        where stored_rows.snapshot_date = (select stored_bounds.last_snapshot_on from stored_bounds)
-    ) as reasons
-    group by customer_id
-
-),
-
-recompute_window as (
-
-    select min(recompute_from) as first_day from targets
-
-),
-
-{% endif %}
 
 daily as (
 
+    -- The cells that can change a snapshot from the first recomputed day on (see `cells`), as whole
+    -- (customer, day) groups for `is_active_day`: cells that start counting then (their activity day, or
+    -- the day they became known, is that late), or leave a window then.
     select
         *,
         -- A day counts as active once, from the first of its cells that is known.
@@ -117,65 +83,39 @@ daily as (
         end as is_active_day,
         greatest(activity_date, identified_date) + 1 as starts_on
     from {{ ref('int_customer_activity_aggregated_to_days') }} as cell
-    {%- if is_incremental() %}
-    -- Only the cells that can change a snapshot from the first recomputed day on (see `cells`), as
-    -- whole (customer, day) groups for `is_active_day`: cells that start counting then (their activity
-    -- day, or the day they became known, is that late), or leave a window then.
-    where cell.activity_date >= (select recompute_window.first_day - 1 from recompute_window)
+    where cell.activity_date >= (select run_days.first_snapshot_on - 1 from run_days)
         {%- for days in window_days %}
-        or cell.activity_date between (select recompute_window.first_day - {{ days + 1 }} from recompute_window)
-        and (select bounds.last_snapshot_on - {{ days + 1 }} from bounds)
+        or cell.activity_date between (select run_days.first_snapshot_on - {{ days + 1 }} from run_days)
+        and (select run_days.last_snapshot_on - {{ days + 1 }} from run_days)
         {%- endfor %}
         or (cell.customer_id, cell.activity_date) in (
             select
                 known_late.customer_id,
                 known_late.activity_date
             from {{ ref('int_customer_activity_aggregated_to_days') }} as known_late
-            where known_late.identified_date >= (select recompute_window.first_day - 1 from recompute_window)
+            where known_late.identified_date >= (select run_days.first_snapshot_on - 1 from run_days)
         )
-    {%- endif %}
 
 ),
 
-{% if is_incremental() %}
-
 base as (
 
+    -- Each recomputed customer's running totals and dates as stored for the day before.
     select
-        targets.customer_id,
-        targets.recompute_from,
+        this_run.customer_id,
+        this_run.recompute_from,
         {%- for name, _, _ in windowed %}
         coalesce(stored_rows.{{ name }}{{ '::numeric' if name in money }}, 0) as base_{{ name }},
         {%- endfor %}
         {%- for name in state_dates %}
         stored_rows.{{ name }} as base_{{ name }}{{ "," if not loop.last }}
         {%- endfor %}
-    from targets
-    left join {{ this }} as stored_rows
-        on targets.customer_id = stored_rows.customer_id
-        and stored_rows.snapshot_date = targets.recompute_from - 1
+    from this_run
+    left join {{ stored }} as stored_rows
+        on this_run.customer_id = stored_rows.customer_id
+        and stored_rows.snapshot_date = this_run.recompute_from - 1
 
 ),
-
-{% else %}
-
-base as (
-
-    select
-        customer_id,
-        min(starts_on) as recompute_from,
-        {%- for name, _, _ in windowed %}
-        0 as base_{{ name }},
-        {%- endfor %}
-        {%- for name in state_dates %}
-        null::date as base_{{ name }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from daily
-    group by customer_id
-
-),
-
-{% endif %}
 
 cells as (
 
@@ -184,14 +124,14 @@ cells as (
         base.recompute_from
     from daily
     inner join base on daily.customer_id = base.customer_id
-    cross join bounds
+    cross join run_days
     where
         -- The cell changes some snapshot in [recompute_from, last_snapshot_on].
-        (daily.starts_on >= base.recompute_from and daily.starts_on <= bounds.last_snapshot_on)
+        (daily.starts_on >= base.recompute_from and daily.starts_on <= run_days.last_snapshot_on)
         {%- for days in window_days %}
         or (
             greatest(daily.starts_on, daily.activity_date + {{ days + 1 }}) >= base.recompute_from
-            and daily.activity_date + {{ days + 1 }} <= bounds.last_snapshot_on
+            and daily.activity_date + {{ days + 1 }} <= run_days.last_snapshot_on
         )
         {%- endfor %}
 
@@ -254,9 +194,9 @@ calendar as (
         base.*,
         calendar_days.calendar_day::date as snapshot_date
     from base
-    cross join bounds
+    cross join run_days
     cross join lateral generate_series(
-        base.recompute_from, bounds.last_snapshot_on, interval '1 day'
+        base.recompute_from, run_days.last_snapshot_on, interval '1 day'
     ) as calendar_days (calendar_day)
 
 ),
@@ -318,15 +258,13 @@ recomputed as (
 
 ),
 
-{% if is_incremental() %}
-
 rfm_days as (
 
     -- Snapshot days where a recomputed row's RFM inputs differ from what is stored (or are new).
     select distinct recomputed.snapshot_date
     from recomputed
     left join lateral (
-        {{ stored_snapshot_row(this, 'recomputed', 'customer_id, orders_total, revenue_total, last_order_on') }}
+        {{ stored_snapshot_row(stored, 'recomputed', 'customer_id, orders_total, revenue_total, last_order_on') }}
     ) as stored_rows on true
     where stored_rows.customer_id is null
         or stored_rows.orders_total is distinct from recomputed.orders_total
@@ -361,7 +299,7 @@ rfm_population as (
             stored_day.orders_total,
             stored_day.revenue_total,
             stored_day.last_order_on
-        from {{ this }} as stored_day
+        from {{ stored }} as stored_day
         where stored_day.snapshot_date = rfm_days.snapshot_date
         offset 0  -- noqa: AM09
     ) as stored_rows
@@ -372,16 +310,6 @@ rfm_population as (
         )
 
 ),
-
-{% else %}
-
-rfm_population as (
-
-    select customer_id, snapshot_date, orders_total, revenue_total, last_order_on from recomputed
-
-),
-
-{% endif %}
 
 rfm as (
 
@@ -404,26 +332,18 @@ scored as (
     select
         recomputed.*,
         {%- for name in rfm_columns %}
-        {%- if is_incremental() %}
         coalesce(rfm.{{ name }}, stored_rows.{{ name }}) as {{ name }},
-        {%- else %}
-        rfm.{{ name }},
-        {%- endif %}
         {%- endfor %}
         {{ category_affinity('recomputed', category_columns) }}
     from recomputed
     left join rfm
         on recomputed.customer_id = rfm.customer_id
         and recomputed.snapshot_date = rfm.snapshot_date
-    {%- if is_incremental() %}
     left join lateral (
-        {{ stored_snapshot_row(this, 'recomputed', rfm_columns | join(', ')) }}
+        {{ stored_snapshot_row(stored, 'recomputed', rfm_columns | join(', ')) }}
     ) as stored_rows on true
-    {%- endif %}
 
 ),
-
-{% if is_incremental() %}
 
 rescored as (
 
@@ -450,7 +370,7 @@ rescored as (
         stored_rows.top_category_share_90d
     from rfm
     cross join lateral (
-        {{ stored_snapshot_row(this, 'rfm', '*') }}
+        {{ stored_snapshot_row(stored, 'rfm', '*') }}
     ) as stored_rows
     where not exists (
             select 1 from recomputed
@@ -472,16 +392,6 @@ changed as (
     select * from rescored
 
 ),
-
-{% else %}
-
-changed as (
-
-    select * from scored
-
-),
-
-{% endif %}
 
 final as (
 
