@@ -239,7 +239,7 @@ def main() -> None:
         )  # fmt: skip
         save_runs([(run, model, {})], pg_settings)
         customers = [f"c{i:07d}" for i in range(1, min(args.customers, 5000) + 1)]
-        from pulse.collector.scores import Scorer
+        from pulse.scoring.api import Scorer
 
         scorer = Scorer(redis_settings)
         scorer.score(customers[0])

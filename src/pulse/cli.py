@@ -431,7 +431,7 @@ def score() -> None:
     """Score every customer with each champion from online features into ml.scores; PSI drift into ml.score_drift."""
     from pulse.modeling.registry import NoChampionError
     from pulse.modeling.signing import ModelSignatureError
-    from pulse.scoring import score as run
+    from pulse.scoring.batch import score as run
 
     with console.status("scoring"):
         try:
@@ -535,7 +535,7 @@ def report(
 ) -> None:
     """Print the output tables' row counts, the champion's metrics and the SQL to read the audience;
     write the HTML report and print its path as the last line."""
-    from pulse.reports import AUDIENCE_SQL, summarize
+    from pulse.reporting.summary import AUDIENCE_SQL, summarize
 
     summary = summarize(get_settings())
     table = Table(title="Pulse output tables")

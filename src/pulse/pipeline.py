@@ -9,44 +9,41 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from pulse.config import Settings, get_settings
-from pulse.db import engine
+from pulse.db import engine, warehouse_url
+from pulse.ddl import ensure_tables
 from pulse.events.ingest import expand_paths, ingest_file
 from pulse.events.retention import WINDOW_KEY_FORMAT, purge_loaded
 
-PULSE_OWNED_TABLES = (
-    "ml.training_windows",
-    "audiences.audience_members",
-    "audiences.audience_membership_history",
-    "audiences.audience_lift",
-    "audiences.audience_definitions",
-    "ml.score_drift",
-    "ml.recommendations",
-    "ml.segments",
-    "ml.segment_profiles",
-    "ml.scores",
-    "ml.model_metrics",
-    "ml.model_runs",
-    "raw.events_rejected",
-    "raw.events",
-)
+if TYPE_CHECKING:
+    from pulse.modeling.train import TaskOutcome
+
+# The schemas whose every table Pulse writes from Python or from the dbt models it builds after scoring.
+RESET_SCHEMAS = ("ml", "audiences")
 
 
 def reset_pulse_tables(settings: Settings | None = None) -> None:
-    """Empty the tables Pulse owns (used by `pulse demo` so each demo starts clean)."""
+    """Empty the tables Pulse owns (used by `pulse demo` so each demo starts clean): the events, their
+    rejects and every table of `RESET_SCHEMAS`. dbt's incremental models empty themselves on their next
+    build, when they see raw.events replaced."""
     settings = settings or get_settings()
-    _ensure_training_windows(settings)
     with engine(settings).begin() as conn:
-        # Some are created on first use (dbt models, the training-window ledger): empty those that exist.
-        existing = [
-            t
-            for t in PULSE_OWNED_TABLES
-            if conn.execute(sa.text("select to_regclass(:t)"), {"t": t}).scalar()
-        ]
-        conn.execute(sa.text(f"truncate {', '.join(existing)}"))
+        tables = (
+            conn.execute(
+                sa.text(
+                    "select format('%I.%I', schemaname, tablename) from pg_tables "
+                    "where schemaname = any(:schemas) order by 1"
+                ),
+                {"schemas": list(RESET_SCHEMAS)},
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(sa.text(f"truncate {', '.join(['raw.events', 'raw.events_rejected', *tables])}"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,34 +144,13 @@ def materialize_features(start: datetime, end: datetime, settings: Settings | No
     }
 
 
-TRAINING_WINDOWS_DDL = """
-create table if not exists ml.training_windows (
-    window_end  timestamptz not null,  -- the end of the Airflow data interval the training ran for
-    model_name  text not null,
-    run_id      text not null,         -- the champion that training produced
-    primary key (window_end, model_name)
-)
-"""
-
-
-def _ensure_training_windows(settings: Settings) -> None:
-    with engine(settings).begin() as conn:
-        conn.exec_driver_sql(TRAINING_WINDOWS_DDL)
-
-
-def _champions(result) -> list[tuple[str, str, dict]]:
-    """(model name, champion run id, holdout metrics) from what `pulse.modeling.train.train` returns.
-
-    The one place that knows the trainer's result shape: a list of per-task outcomes (`champion`,
-    `holdout`), or a single result (`run`, `metrics`).
-    """
-    found = []
-    for outcome in result if isinstance(result, list) else [result]:
-        run = getattr(outcome, "champion", None) or getattr(outcome, "run", None)
-        if run is not None:
-            metrics = getattr(outcome, "holdout", None) or getattr(outcome, "metrics", None) or {}
-            found.append((run.model_name, run.run_id, dict(metrics)))
-    return found
+def _champions(outcomes: list[TaskOutcome]) -> list[tuple[str, str, dict]]:
+    """(model name, champion run id, holdout metrics) of every task `train` gave a champion."""
+    return [
+        (o.champion.model_name, o.champion.run_id, dict(o.holdout))
+        for o in outcomes
+        if o.champion is not None
+    ]
 
 
 def train_window(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
@@ -189,7 +165,9 @@ def train_window(start: datetime, end: datetime, settings: Settings | None = Non
 
     settings = settings or get_settings()
     end = _utc(end)
-    _ensure_training_windows(settings)
+    ensure_tables(
+        warehouse_url(settings), "ml.sql", ("ml.training_windows",)
+    )  # ml.training_windows is created on first use
     with engine(settings).connect() as conn:
         done = conn.execute(
             sa.text(
@@ -220,16 +198,15 @@ def train_window(start: datetime, end: datetime, settings: Settings | None = Non
 def score_customers(settings: Settings | None = None) -> dict | None:
     """Score the latest snapshot with every champion model; None when no model has been trained yet."""
     from pulse.modeling.registry import NoChampionError
-    from pulse.scoring import score
+    from pulse.scoring.batch import score
 
     try:
-        result = score(settings or get_settings())
+        results = score(settings or get_settings())
     except NoChampionError:
         return None
-    results = result if isinstance(result, list) else [result]
     return {
         "as_of": max(r.as_of for r in results).isoformat(),
-        "scored": {getattr(r, "model_name", r.run_id): r.n_scored for r in results},
+        "scored": {r.model_name: r.n_scored for r in results},
     }
 
 

@@ -20,7 +20,7 @@ from pulse.features import store as feast_store
 from pulse.modeling.baseline import BtydModel
 from pulse.modeling.registry import ModelRun, save_runs
 from pulse.modeling.tasks import PredictionTask
-from pulse.scoring import percentiles
+from pulse.scoring.batch import percentiles
 from tests.integration.test_online_stores import write_snapshots
 
 KEY = "test-write-key"

@@ -6,7 +6,7 @@ import pytest
 from pulse.db import ConnParts
 from pulse.features.store import redis_connection_string
 from pulse.modeling.datasets import NotEnoughDataError, plan_folds
-from pulse.scoring import percentiles
+from pulse.scoring.batch import percentiles
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pulse.collector.scores import RowModel
+from pulse.scoring.api import RowModel
 from pulse.modeling import candidates
 
 COLUMNS = ["tenure_days", "page_views_90d", "product_views_90d", "cart_adds_90d", "orders_90d", "revenue_30d"]

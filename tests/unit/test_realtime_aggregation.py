@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from pulse.collector.scores import percentile_of
+from pulse.scoring.api import percentile_of
 from pulse.features.realtime import RealtimeAggregator, RealtimePusher
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

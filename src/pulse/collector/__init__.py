@@ -1,7 +1,7 @@
 """The event collector: Segment's HTTP Tracking API in front of `raw.events` (`pulse serve`)."""
 
+from pulse.auth import UnsafeToServe, check_safe_to_serve
 from pulse.collector.app import create_app
-from pulse.collector.auth import UnsafeToServe, check_safe_to_serve
 from pulse.collector.writer import GroupCommitWriter, Unavailable
 
 __all__ = ["GroupCommitWriter", "Unavailable", "UnsafeToServe", "check_safe_to_serve", "create_app", "serve"]

@@ -48,8 +48,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pulse.collector.auth import basic_user, same_secret
-from pulse.collector.scores import SCORES_PREFIX, score_routes
+from pulse.auth import basic_user, same_secret
 from pulse.collector.writer import GroupCommitWriter, Hook, Unavailable
 from pulse.config import Settings, get_settings
 from pulse.db import warehouse_url
@@ -59,6 +58,7 @@ from pulse.events.ingest import parse_payload
 from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
 from pulse.features.realtime import RealtimePusher
+from pulse.scoring.api import SCORES_PREFIX, score_routes
 from pulse.triggers.service import TriggerService
 
 log = logging.getLogger(__name__)

@@ -77,11 +77,6 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def encode_json(value: Any) -> str:
-    """JSON text for a jsonb column. Non-finite floats become null (JSON has no NaN or Infinity)."""
-    return _json_encode(value).decode("utf-8")
-
-
 def event_times(
     timestamp: datetime | None,
     original: datetime | None,

@@ -14,7 +14,7 @@ it just loaded into rejects (`forgotten_subject`) before commit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -82,12 +82,6 @@ class WriteResult:
     inserted: int = 0
     inserted_ids: list[str] | None = None  # filled when asked for (collector hooks)
     forgotten: int = 0  # rows of forgotten people, turned into rejects (not counted as inserted)
-
-
-def _chunks(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
-    it = iter(rows)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))

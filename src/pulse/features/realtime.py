@@ -37,9 +37,7 @@ log = logging.getLogger(__name__)
 
 PUSH_SOURCE = "customer_realtime_push"
 FEATURE_VIEW = "customer_realtime"
-ON_DEMAND_VIEW = "customer_realtime_now"
 WINDOW = timedelta(minutes=30)
-LOG_TABLE = "features.customer_realtime_log"
 COLUMNS = (
     "customer_id",
     "event_timestamp",
@@ -305,28 +303,3 @@ class RealtimePusher:
             if closing:
                 return
             time.sleep(self.interval)  # let the next events gather into one push
-
-
-def ensure_log_table(settings: Settings) -> None:
-    """The batch source behind the push source (Feast requires one): created empty, kept for history."""
-    import sqlalchemy as sa
-
-    from pulse.db import engine
-
-    with engine(settings).begin() as conn:
-        conn.execute(sa.text("create schema if not exists features"))
-        conn.execute(
-            sa.text(
-                f"""create table if not exists {LOG_TABLE} (
-                    customer_id text not null,
-                    event_timestamp timestamptz not null,
-                    last_event_at timestamptz,
-                    last_event_name text,
-                    events_30m bigint,
-                    product_views_30m bigint,
-                    cart_value double precision,
-                    cart_items bigint,
-                    last_viewed_category text
-                )"""
-            )
-        )

@@ -21,6 +21,7 @@ import yaml
 
 from pulse.config import Settings, get_settings
 from pulse.db import ConnParts, sqlalchemy_url, warehouse_url
+from pulse.ddl import ensure_tables
 from pulse.features.snapshots import snapshot_bounds
 from pulse.locks import marts_lock
 
@@ -106,11 +107,12 @@ def repo_objects(settings: Settings) -> list:
 
 def apply(settings: Settings | None = None) -> list[str]:
     """Register the repo's entities, sources, views and services; create online tables. Idempotent."""
-    from pulse.features.realtime import ensure_log_table
 
     settings = settings or get_settings()
     objects = repo_objects(settings)
-    ensure_log_table(settings)  # the (empty) batch table behind the real-time push source
+    ensure_tables(
+        warehouse_url(settings), "features.sql", ("features.customer_realtime_log",)
+    )  # the (empty) batch table behind the push source
     feature_store(settings).apply(objects)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 

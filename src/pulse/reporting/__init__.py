@@ -1,7 +1,8 @@
 """`pulse report`'s HTML report: plots of the model, segment, audience and drift tables, and the tables.
 
-`data` reads the warehouse (tolerating tables that do not exist yet), `plots` draws with matplotlib,
-`html` renders one self-contained page with Jinja2.
+`summary` gives the row counts and champion metrics `pulse report` prints; `data` reads the warehouse
+(tolerating tables that do not exist yet), `plots` draws with matplotlib, `html` renders one
+self-contained page with Jinja2.
 """
 
 from pulse.reporting.html import REPORT_NAME, write_report

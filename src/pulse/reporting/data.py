@@ -13,13 +13,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-# ROC hook: if the trainer ever stores the full holdout ROC curve, it should write these metrics to
-# ml.model_metrics (fold 'holdout', bucket 1..N in threshold order, one row per point). The report then
-# plots them instead of the ten operating points it derives from the cumulative gain by decile.
+# The holdout ROC points the trainer stores (`modeling.evaluate`) in ml.model_metrics (fold 'holdout',
+# bucket 1..N in threshold order, one row per point). Runs without them are drawn from the ten operating
+# points the cumulative gain by decile gives.
 ROC_FPR_METRIC = "roc_fpr"
 ROC_TPR_METRIC = "roc_tpr"
-
-SCALAR_METRICS = ("auc", "pr_auc", "log_loss", "brier", "positive_rate", "true_probability_auc", "r2", "rmse")
 
 
 def table_exists(conn: Connection, table: str) -> bool:
@@ -391,7 +389,7 @@ def _activation(conn: Connection, missing: set[str]) -> tuple[pd.DataFrame, ...]
 def roc_points(data: ReportData) -> pd.DataFrame:
     """Each classification champion's holdout ROC points: model_name, fpr, tpr, source.
 
-    Stored points (the ROC hook) win. Otherwise ten exact operating points follow from what is stored:
+    Stored points win. Otherwise ten exact operating points follow from what is stored:
     deciles are equal-sized score ranks (`evaluate._deciles`), so targeting deciles 1..d selects
     q = ceil(d*n/10)/n of the n holdout customers; the cumulative gain is the share of positives caught
     there, i.e. the true-positive rate, and with positive rate p the false-positive rate is

@@ -452,7 +452,7 @@ def render(data: ReportData, row_counts: dict[str, int | None] | None = None) ->
 
 def write_report(settings: Settings | None = None, path: Path | None = None) -> Path:
     """Write PULSE_HOME/reports/pulse_report.html (or `path`) and return where it went."""
-    from pulse.reports import summarize
+    from pulse.reporting.summary import summarize
 
     settings = settings or get_settings()
     with engine(settings).connect() as conn:

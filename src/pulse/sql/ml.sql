@@ -87,3 +87,11 @@ create table if not exists ml.segment_profiles (
     profile       jsonb not null,             -- feature means of the cluster
     primary key (as_of, cluster)
 );
+
+-- Which champion each Airflow training interval produced, so a re-run of the interval changes nothing.
+create table if not exists ml.training_windows (
+    window_end  timestamptz not null,  -- the end of the Airflow data interval the training ran for
+    model_name  text not null,
+    run_id      text not null,         -- the champion that training produced
+    primary key (window_end, model_name)
+);

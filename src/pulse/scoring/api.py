@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pulse.collector.auth import bearer_token, same_secret
+from pulse.auth import bearer_token, same_secret
 from pulse.config import Settings
 
 DEFAULT_MODEL = "purchase_propensity"
@@ -129,7 +129,7 @@ class _Loaded:
 
 
 def percentile_of(sorted_scores: np.ndarray, score: float) -> int:
-    """1..100 as `pulse.scoring.percentiles` ranks (rank method "max"): share of scores <= this one."""
+    """1..100 as `pulse.scoring.batch.percentiles` ranks (rank method "max"): share of scores <= this one."""
     rank = int(np.searchsorted(sorted_scores, score, side="right"))
     return max(1, min(100, math.ceil(rank / len(sorted_scores) * 100)))
 
