@@ -66,7 +66,7 @@ def database_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Pulse settings for one test: its own database, home and Feast project; also exported to the
     environment so code that reads settings itself (CLI, Airflow tasks) sees the same."""
     project = f"pulse_{uuid.uuid4().hex[:10]}"
@@ -76,7 +76,22 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("PULSE_REDIS_URL", raising=False)
     current = Settings()
     db.create_schemas(current)
-    return current
+    yield current
+    _drop_online_keys(project)
+
+
+def _drop_online_keys(project: str) -> None:
+    """Remove the test's keys from the shared Redis test database: Feast's keys end with the project name,
+    which is the test's own, so other tests' keys stay."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
+        keys = [k for k in client.scan_iter(match=f"*{project}", count=1000) if k.endswith(project.encode())]
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:  # no Redis here: no test could have written to it
+        pass
 
 
 def tables_naming(url: str, value: str) -> dict[str, int]:

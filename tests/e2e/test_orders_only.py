@@ -68,8 +68,13 @@ def test_orders_only_training_reports_champion_beside_bg_nbd(settings, tmp_path)
         ).fetchone()[0]
     assert only_orders
     by_algorithm = {algorithm: (status, holdout_at, auc) for algorithm, status, holdout_at, auc in rows}
-    champion = next(v for v in by_algorithm.values() if v[0] == "champion")
+    assert [v[0] for v in by_algorithm.values()].count("champion") == 1, by_algorithm
+    # The ML candidates trained on the features orders allow, beside BG/NBD (which may be the champion:
+    # compare the best of them with it, not the champion with itself).
+    learned = [v for algorithm, v in by_algorithm.items() if algorithm not in ("bg_nbd", "rfm")]
+    assert learned, by_algorithm
+    best = max(learned, key=lambda v: v[2])
     baseline = by_algorithm["bg_nbd"]
-    assert champion[1] == baseline[1]  # the same split
-    assert champion[2] > 0.6 and baseline[2] > 0.6, by_algorithm
+    assert best[1] == baseline[1]  # the same split
+    assert best[2] > 0.6 and baseline[2] > 0.6, by_algorithm
     assert scored > 0

@@ -28,6 +28,9 @@ class Load:
         self.url = url
         self.acked: list[str] = []
         self.statuses: dict[str, int] = {}
+        # What a client thread saw go wrong: checked by the test's own thread (an assertion raised in a
+        # client thread would only end that thread, and the test would pass).
+        self.failures: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
@@ -37,6 +40,13 @@ class Load:
             self.statuses[what] = self.statuses.get(what, 0) + 1
 
     def _client(self) -> None:
+        try:
+            self._send_until_stopped()
+        except BaseException as error:  # noqa: BLE001 - reported to the test's thread
+            with self._lock:
+                self.failures.append(repr(error))
+
+    def _send_until_stopped(self) -> None:
         with httpx.Client(auth=(KEY, ""), timeout=15) as client:
             batch = None
             while not self._stop.is_set():
@@ -56,7 +66,9 @@ class Load:
                     continue
                 self._note(str(response.status_code))
                 if response.status_code == 200:
-                    assert response.json()["accepted"] == 20
+                    if response.json().get("accepted") != 20:
+                        with self._lock:
+                            self.failures.append(f"200 without 20 accepted: {response.text}")
                     with self._lock:
                         self.acked.extend(m["messageId"] for m in batch["batch"])
                     batch = None
@@ -72,6 +84,8 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
+        assert not any(thread.is_alive() for thread in self._threads), "a client did not stop"
+        assert not self.failures, self.failures
 
     def acked_count(self) -> int:
         with self._lock:
