@@ -1,6 +1,6 @@
 """Audiences as code: YAML definitions -> dbt models -> members with holdouts, history, lift, exports.
 
-`dbt_project/audiences/*.yml` define each audience (a SQL rule over `audiences.audience_inputs`, what to
+`campaigns/audiences/*.yml` define each audience (a SQL rule over `audiences.audience_inputs`, what to
 rank by, holdout share, maximum size, outcome window). `build_audiences` validates and syncs them to
 `audiences.audience_definitions`, builds the dbt models tagged `audiences` (`audience_members` holds the
 current members; the holdout group is a hash of audience and customer, so it never changes), then
@@ -68,7 +68,7 @@ class AudienceConfigError(ValueError):
 
 
 def definitions_dir(settings: Settings) -> Path:
-    return settings.project_dir / "dbt_project" / "audiences"
+    return settings.campaigns_dir / "audiences"
 
 
 def load_definitions(folder: Path) -> list[AudienceDefinition]:

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         return path
 
     @property
+    def campaigns_dir(self) -> Path:
+        """What marketers edit: `audiences/`, `syncs/` and `triggers/` (YAML, validated, synced to tables)."""
+        return self.project_dir / "campaigns"
+
+    @property
     def landing_dir(self) -> Path:
         """Files dropped here are what the scheduled ingest task loads."""
         path = self.home_dir / "landing"

@@ -64,7 +64,7 @@ def test_rank_by_is_a_numeric_input_column(rank_by, named):
 
 
 def test_shipped_audiences_stay_valid_and_run_as_the_checked_rendering():
-    definitions = load_definitions(PROJECT_ROOT / "dbt_project" / "audiences")
+    definitions = load_definitions(PROJECT_ROOT / "campaigns" / "audiences")
     assert len(definitions) >= 5
     cart = next(d for d in definitions if d.name == "cart_abandoners")
     assert "INTERVAL '24 HOURS'" in cart.rule  # sqlglot's rendering, not the raw YAML text

@@ -7,7 +7,7 @@ from pulse.config import PROJECT_ROOT
 
 
 def test_shipped_definitions_are_valid_and_cover_the_promised_audiences():
-    names = {d.name for d in load_definitions(PROJECT_ROOT / "dbt_project" / "audiences")}
+    names = {d.name for d in load_definitions(PROJECT_ROOT / "campaigns" / "audiences")}
     assert {"likely_buyers", "high_value_at_risk", "cart_abandoners", "win_back", "cross_sell"} <= names
 
 

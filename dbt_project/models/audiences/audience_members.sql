@@ -1,5 +1,5 @@
 -- depends_on: {{ ref('stg_audiences__definitions') }}
--- Current members of every audience defined in YAML (dbt_project/audiences/*.yml, synced to
+-- Current members of every audience defined in YAML (campaigns/audiences/*.yml, synced to
 -- audiences.audience_definitions by `pulse audiences`): the customers matching the rule, best first by
 -- `rank_by`, capped at `max_size`, each in a stable treatment / holdout group. With `uplift_campaign`,
 -- the rule and rank_by may also use that campaign's uplift (ml.uplift_scores).

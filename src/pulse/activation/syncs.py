@@ -110,7 +110,7 @@ class SyncConfigError(ValueError):
 
 
 def syncs_dir(settings: Settings) -> Path:
-    return settings.project_dir / "campaigns" / "syncs"
+    return settings.campaigns_dir / "syncs"
 
 
 def load_syncs(folder: Path) -> list[SyncDefinition]:

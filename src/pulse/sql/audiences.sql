@@ -1,7 +1,7 @@
 -- Audience tables Pulse writes from Python. Idempotent (run by `pulse up`). audiences.audience_members
 -- itself is a dbt model (dbt_project/models/audiences/audience_members.sql).
 
--- The YAML definitions in dbt_project/audiences/, as last synced by `pulse audiences`.
+-- The YAML definitions in campaigns/audiences/, as last synced by `pulse audiences`.
 create table if not exists audiences.audience_definitions (
     audience_name text primary key,
     description   text not null,
