@@ -53,17 +53,13 @@ from pulse.db import create_schemas, engine
 from pulse.events.pii import is_email, normalise_email, sha256
 from pulse.exports import export_files
 from pulse.locks import hold_raw_events_exclusively, marts_lock
+from pulse.transform import compiled_inline
 
 # Schemas whose tables may hold a customer's rows (dbt's, Pulse's own and Feast's offline push log).
 DATA_SCHEMAS = ("raw", "staging", "intermediate", "marts", "features", "ml", "audiences")
 CUSTOMER_COLUMNS = ("customer_id", "user_id", "previous_id", "previous_customer_id")
 ANONYMOUS_COLUMNS = ("anonymous_id",)
 EMAIL_COLUMNS = ("email_sha256",)
-# Incremental dbt models that add up everyone's events without naming anyone: they keep no row of the
-# person, but keep counting their events. Emptied when events are deleted; the next build recomputes them.
-EVENT_AGGREGATES = ("intermediate.int_product_activity_aggregated_to_days",)
-# The stitched events the incremental models read changes from (by `_updated_at`).
-STITCHED_EVENTS = "intermediate.int_events_stitched_to_customers"
 # Where an event record (a landed file's line, a Segment payload) names a person.
 RECORD_ID_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
 # How a user id that was an email address is stored (pulse.events.pii): this prefix and its SHA-256.
@@ -182,6 +178,7 @@ def resolve(
             customers = {*matched, HASHED_ID_PREFIX + hashed}
             identities = Identities("email", hashed)
         else:
+            assert customer_id  # one of the two, checked above
             customers = {customer_id}
             identities = Identities("customer_id", sha256(customer_id))
         # Ids, aliases and email hashes lead to one another (an email-as-id, `sha256:<hex>`, is an
@@ -359,9 +356,11 @@ def _row_filter(columns: dict[str, str]) -> str | None:
 def forget_warehouse(identities: Identities, settings: Settings | None = None) -> dict[str, int]:
     """Delete the person's rows from every table in Pulse's schemas, in one transaction: table -> rows.
 
-    The event aggregates that name no one (`EVENT_AGGREGATES`) are emptied in the same transaction.
+    What dbt's own tables need when events go (other senders' orders marked as changed, aggregates that
+    name no one emptied) is dbt's macro `forget_events_sql`, run in the same transaction.
     """
     settings = settings or get_settings()
+    dbt_statements = [s.strip() for s in compiled_inline("{{ forget_events_sql() }}", settings).split(";")]
     params = {
         "customers": identities.customer_ids,
         "anonymous": identities.anonymous_ids,
@@ -393,8 +392,9 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             {"patterns": _like_patterns(identities.values)},
         ).rowcount
         tables = _base_tables(conn, DATA_SCHEMAS)
-        if events and STITCHED_EVENTS in tables:
-            _touch_shared_orders(conn, events)
+        if events:
+            for statement in filter(None, dbt_statements):
+                conn.execute(sa.text(statement), {"events": events})
         for table, columns in tables.items():
             where = _row_filter(columns)
             if table in deleted or where is None:
@@ -404,9 +404,6 @@ def forget_warehouse(identities: Identities, settings: Settings | None = None) -
             ).rowcount
             if count:
                 deleted[table] = count
-        for table in EVENT_AGGREGATES:  # not the person's rows: not counted as theirs
-            if events and table in tables:
-                conn.execute(sa.text(f"delete from {_quoted(table)}"))
     return deleted
 
 
@@ -423,26 +420,6 @@ def _suppress(conn, identities: Identities) -> None:
             ),
             rows,
         )
-
-
-def _touch_shared_orders(conn, events: list[str]) -> None:
-    """Mark as changed the other senders' events of the orders the person's deleted events belong to.
-
-    An order id sent by several customers (a resend) belongs to whoever sent it first; once the person's
-    events are gone another sender may hold it. The incremental `orders` and per-customer aggregate
-    recompute the order ids of events stitched after their last run, so these events get a newer
-    `_updated_at` (the time of this transaction, after that run's start).
-    """
-    conn.execute(
-        sa.text(
-            f"update {_quoted(STITCHED_EVENTS)} as shared set _updated_at = now() "
-            "where shared.event_name = 'order_completed' and not shared.event_id = any(:events) "
-            "and coalesce(shared.order_id, shared.event_id) in ("
-            f"select coalesce(gone.order_id, gone.event_id) from {_quoted(STITCHED_EVENTS)} as gone "
-            "where gone.event_id = any(:events) and gone.event_name = 'order_completed')"
-        ),
-        {"events": events},
-    )
 
 
 def _online_views(store) -> list:
@@ -470,6 +447,8 @@ def _online_tables(store) -> dict[str, str]:
 def _redis_client(settings: Settings):
     import redis
 
+    if not settings.redis_url:
+        raise ForgetError("the online store is not Redis (PULSE_REDIS_URL is unset)")
     return redis.Redis.from_url(settings.redis_url)
 
 

@@ -48,6 +48,7 @@ class DbtNodeResult:
     status: str
     message: str | None
     execution_time: float
+    compiled_code: str | None = None
 
 
 def dbt_executable() -> str:
@@ -179,7 +180,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def _node_results(result) -> list[DbtNodeResult]:
     return [
-        DbtNodeResult(r.node.unique_id, str(r.status), r.message, r.execution_time)
+        DbtNodeResult(
+            r.node.unique_id,
+            str(r.status),
+            r.message,
+            r.execution_time,
+            getattr(r.node, "compiled_code", None),
+        )
         for r in getattr(result, "results", None) or []
     ]
 
@@ -210,6 +217,14 @@ def compiled_sql(model: str, settings: Settings | None = None) -> str:
     if not matches:
         raise DbtError(f"dbt compiled no SQL for {model}")
     return matches[0].read_text()
+
+
+def compiled_inline(sql: str, settings: Settings | None = None) -> str:
+    """`sql` (dbt Jinja: the project's macros, `ref`) as dbt compiles it against the warehouse, not run."""
+    results = run_dbt(["compile", "--inline", sql], settings)
+    if len(results) != 1 or results[0].compiled_code is None:
+        raise DbtError(f"dbt compiled no SQL for {sql!r}")
+    return results[0].compiled_code
 
 
 # --------------------------------------------------------------------------------------------------

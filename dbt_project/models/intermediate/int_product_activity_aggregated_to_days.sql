@@ -6,6 +6,8 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['product_id', 'activity_date'],
+        -- Counts everyone's events and names no one: `pulse forget` empties it (macros/forget_events_sql.sql).
+        meta={'forget': 'recompute'},
         post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='fail',
         indexes=[
