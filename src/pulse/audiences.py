@@ -29,7 +29,6 @@ from pulse.exports import record_export
 from pulse.locks import marts_lock
 from pulse.transform import AUDIENCES_SELECTOR, compiled_sql, run_dbt
 
-AUDIENCE_SELECTOR = AUDIENCES_SELECTOR
 Z_95 = 1.959964
 
 
@@ -166,7 +165,7 @@ def _members_exist(conn) -> bool:
 
 def preview_changes(settings: Settings) -> list[AudienceChange]:
     """Who would enter and leave each audience if it were rebuilt now; changes nothing but the input views."""
-    run_dbt(["build", "--select", AUDIENCE_SELECTOR, "--exclude", "audience_members"], settings)
+    run_dbt(["build", "--select", AUDIENCES_SELECTOR, "--exclude", "audience_members"], settings)
     candidates = compiled_sql("audience_members", settings)
     with engine(settings).connect() as conn:
         current = (
@@ -235,7 +234,7 @@ def build_audiences(settings: Settings | None = None, dry_run: bool = False) -> 
     with marts_lock("shared", "audience build", settings):
         if dry_run:
             return AudienceBuild(True, preview_changes(settings))
-        run_dbt(["build", "--select", AUDIENCE_SELECTOR], settings)
+        run_dbt(["build", "--select", AUDIENCES_SELECTOR], settings)
         with engine(settings).begin() as conn:
             changes = record_history(conn)
     return AudienceBuild(False, changes, read_out_lift(settings))
