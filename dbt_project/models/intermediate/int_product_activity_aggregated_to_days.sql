@@ -1,3 +1,4 @@
+{#- Counts everyone's events and names no one: `pulse forget` empties it (meta forget: recompute). -#}
 {%- set is_product_event -%}
     event_name in ('product_viewed', 'product_added', 'product_removed') and product_id is not null
 {%- endset -%}
@@ -6,7 +7,6 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['product_id', 'activity_date'],
-        -- Counts everyone's events and names no one: `pulse forget` empties it (macros/forget_events_sql.sql).
         meta={'forget': 'recompute'},
         post_hook='{{ analyze_if_new_or_grown(this) }}',
         on_schema_change='fail',
