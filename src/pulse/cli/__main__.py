@@ -1,0 +1,5 @@
+"""`python -m pulse.cli ...`, as the `pulse` command."""
+
+from pulse.cli import app
+
+app()
