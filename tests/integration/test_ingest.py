@@ -6,7 +6,8 @@ import sys
 import psycopg
 import pytest
 
-from pulse.events import ingest as ingest_module
+from pulse.events import lines as lines_module
+from pulse.events import parse_worker
 from pulse.events.ingest import ingest_path
 
 
@@ -80,19 +81,19 @@ def test_bad_lines_are_rejected_with_reasons_and_good_ones_load(settings, tmp_pa
 def test_a_crash_mid_load_leaves_no_half_batch(settings, tmp_path, monkeypatch):
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(good(i) for i in range(1000)) + "\n" + BAD_LINES[0] + "\n")
-    real_parse = ingest_module.copy_line
+    real_parse = lines_module.copy_line
 
     def crash_at_line_700(line, source, number, received_at):
         if number == 700:
             raise RuntimeError("simulated crash")
         return real_parse(line, source, number, received_at)
 
-    monkeypatch.setattr(ingest_module, "copy_line", crash_at_line_700)
+    monkeypatch.setattr(lines_module, "copy_line", crash_at_line_700)
     with pytest.raises(RuntimeError, match="simulated crash"):
         ingest_path(path, settings)
     assert counts(settings.database_url) == (0, 0)
 
-    monkeypatch.setattr(ingest_module, "copy_line", real_parse)
+    monkeypatch.setattr(lines_module, "copy_line", real_parse)
     result = ingest_path(path, settings)
     assert (result.inserted, result.rejected) == (1000, 1)
 
@@ -156,8 +157,8 @@ def test_a_failing_parser_process_leaves_nothing(settings, tmp_path, monkeypatch
     path.write_text("\n".join(good(i) for i in range(200)) + "\n")
     # A parser that sends half a frame and dies, as if killed mid-file.
     monkeypatch.setattr(
-        ingest_module,
-        "PARSER_COMMAND",
+        parse_worker,
+        "COMMAND",
         [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'C' + bytes(8)); sys.exit(9)"],
     )
     with pytest.raises(RuntimeError, match="parser process"):

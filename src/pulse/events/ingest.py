@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import csv
 import glob
-import gzip
 import io
 import json
-import os
 import pickle
 import re
-import struct
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,10 +40,20 @@ from pydantic import ValidationError
 
 from pulse.config import Settings
 from pulse.db import warehouse_url
+from pulse.events import parse_worker
 from pulse.events.contract import EVENT_COLUMNS, JSON_COLUMNS, Event, utc_now
-from pulse.events.fast import copy_text, row_from_json
+from pulse.events.lines import (
+    PROGRESS_EVERY,
+    Progress,
+    check_storable,
+    copy_line,
+    line_blocks,
+    open_binary,
+    parse_block,
+    parse_line,
+    validation_reason,
+)
 from pulse.events.load import CopyBlock, Rejection, write_copy, write_events, write_rejections
-from pulse.events.pii import maybe_pii
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -59,17 +64,15 @@ __all__ = [
     "expand_paths",
     "ingest_file",
     "ingest_path",
+    "parse_block",
     "parse_line",
     "parse_payload",
 ]
 
 EVENT_FILE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv")
-PROGRESS_EVERY = 256 * 1024  # bytes between progress callbacks (a callback per line costs more than parsing)
-BLOCK_BYTES = 1 << 20  # JSONL is parsed in blocks of whole lines of about this size
 # JSONL files at least this big are parsed by a parser process while this one streams the COPY; smaller
 # ones in this process (starting the parser, about half a second, costs more than it saves).
 PARALLEL_MIN_BYTES = 16 << 20
-PARSER_COMMAND = [sys.executable, "-m", "pulse.events.parse_worker"]
 
 
 @dataclass
@@ -112,108 +115,6 @@ def expand_paths(path: str | Path) -> list[Path]:
     return matches
 
 
-def validation_reason(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        parts = []
-        for item in error.errors(include_url=False, include_input=False):
-            if item["type"] == "json_invalid":
-                return "invalid JSON: " + str(item.get("ctx", {}).get("error", item["msg"]))
-            where = ".".join(str(x) for x in item["loc"]) or "event"
-            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-        return "; ".join(parts)
-    if isinstance(error, ValueError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-_NUL_TEXT = "\x00"
-_NUL_JSON = "\\u0000"
-_NUL_JSON_BYTES = b"\\u0000"
-
-
-def check_storable(row: tuple[Any, ...], check_encoding: bool = False) -> None:
-    """PostgreSQL text cannot hold NUL, nor jsonb `\\u0000`; text must be valid UTF-8."""
-    for value in row:
-        if isinstance(value, str):
-            if _NUL_TEXT in value or _NUL_JSON in value:
-                raise ValueError("contains a NUL character, which PostgreSQL text cannot store")
-            if check_encoding:
-                value.encode("utf-8")
-
-
-def parse_line(line: bytes | str, source: str, line_number: int, received_at: datetime) -> tuple | Rejection:
-    """One JSON line to a `raw.events` row (a COPY tuple), or the reason it is rejected.
-
-    The hot path of bulk loads: pydantic parses and validates the bytes in one step, and the PII scrub
-    runs only when the raw line could hold PII at all.
-    """
-    data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
-    try:
-        row = Event.model_validate_json(data).copy_row(source, received_at, scrub_pii=maybe_pii(data))
-        if _NUL_JSON_BYTES in data:  # JSON cannot hold a raw NUL byte, only this escape
-            check_storable(row)
-        return row
-    except (ValidationError, ValueError, TypeError, OverflowError, UnicodeError) as error:
-        return Rejection.of(data, validation_reason(error), source, line_number)
-
-
-def copy_line(line: bytes, source: str, line_number: int, received_at: datetime) -> bytes | Rejection:
-    """One JSON line as a COPY text line for `raw.events`, or the reason it is rejected.
-
-    Well-formed events take the fast path (`pulse.events.fast`), the rest the full contract
-    (`parse_line`); both give the same row for the same event."""
-    row = row_from_json(line, source, received_at)
-    if row is None:
-        row = parse_line(line, source, line_number, received_at)
-        if isinstance(row, Rejection):
-            return row
-    return copy_text(row).encode("utf-8")
-
-
-@dataclass
-class ParsedBlock:
-    """A block of JSONL lines parsed: its good rows as COPY text, and its rejects."""
-
-    copy: CopyBlock
-    rejections: list[Rejection]
-    lines: int  # non-blank lines
-
-
-def parse_block(data: bytes, first_line: int, source: str, received_at: datetime) -> ParsedBlock:
-    """Whole JSONL lines (`data` ends at a line end) numbered from `first_line`. Runs in workers too."""
-    out: list[bytes] = []
-    rejections: list[Rejection] = []
-    lines = 0
-    for number, line in enumerate(data.split(b"\n"), start=first_line):
-        if not line.strip():
-            continue
-        lines += 1
-        parsed = copy_line(line, source, number, received_at)  # looked up each call: tests patch it
-        if isinstance(parsed, Rejection):
-            rejections.append(parsed)
-        else:
-            out.append(parsed)
-    return ParsedBlock(CopyBlock(b"".join(out), len(out)), rejections, lines)
-
-
-def _line_blocks(handle: IO[bytes], progress: _Progress) -> Iterator[tuple[bytes, int]]:
-    """(block, number of its first line): the file cut at line ends into blocks of about BLOCK_BYTES."""
-    first_line, parts = 1, []  # parts: the start of a line that continues in the next read
-    while chunk := handle.read(BLOCK_BYTES):
-        progress.update()
-        cut = chunk.rfind(b"\n") + 1
-        if cut == 0:  # no line ends here (a line longer than a block): keep reading
-            parts.append(chunk)
-            continue
-        parts.append(chunk[:cut] if cut < len(chunk) else chunk)
-        block = b"".join(parts) if len(parts) > 1 else parts[0]
-        parts = [chunk[cut:]] if cut < len(chunk) else []
-        yield block, first_line
-        first_line += block.count(b"\n")
-    if parts:
-        yield b"".join(parts), first_line
-
-
 def parse_payload(
     payload: Any,
     source: str,
@@ -239,29 +140,8 @@ def parse_payload(
         return Rejection.of(raw, validation_reason(error), source, position)
 
 
-def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """(reader, raw file): reader decompresses `.gz`; progress is measured on the raw file."""
-    raw = path.open("rb")
-    if path.name.lower().endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    return raw, raw
-
-
-class _Progress:
-    def __init__(self, callback: Callable[[int], None] | None, raw: IO[bytes]):
-        self.callback, self.raw, self.reported = callback, raw, 0
-
-    def update(self, final: bool = False) -> None:
-        if self.callback is None:
-            return
-        position = self.raw.tell() if not self.raw.closed else self.reported
-        if final or position - self.reported >= PROGRESS_EVERY:
-            self.callback(position - self.reported)
-            self.reported = position
-
-
 def _jsonl_rows(
-    handle: IO[bytes], progress: _Progress, source: str, received_at: datetime, state: _State
+    handle: IO[bytes], progress: Progress, source: str, received_at: datetime, state: _State
 ) -> Iterator[tuple]:
     since = 0
     for number, line in enumerate(handle, start=1):
@@ -381,8 +261,8 @@ class _State:
 
 
 def _rows(path: Path, source: str, received_at: datetime, state: _State, progress_cb) -> Iterator[tuple]:
-    reader, raw = _open_binary(path)
-    progress = _Progress(progress_cb, raw)
+    reader, raw = open_binary(path)
+    progress = Progress(progress_cb, raw)
     try:
         kind = _format(path)
         if kind == "jsonl":
@@ -420,10 +300,10 @@ def _jsonl_copy_blocks(
     path: Path, source: str, received_at: datetime, state: _State, progress_cb
 ) -> Iterator[CopyBlock]:
     """The file's rows as COPY blocks, parsed in this process."""
-    reader, raw = _open_binary(path)
-    progress = _Progress(progress_cb, raw)
+    reader, raw = open_binary(path)
+    progress = Progress(progress_cb, raw)
     try:
-        for block, first_line in _line_blocks(reader, progress):
+        for block, first_line in line_blocks(reader, progress):
             parsed = parse_block(block, first_line, source, received_at)
             state.lines += parsed.lines
             state.rejections.extend(parsed.rejections)
@@ -434,86 +314,21 @@ def _jsonl_copy_blocks(
         raw.close()
 
 
-# Parser process protocol (`pulse.events.parse_worker` writes, `_jsonl_copy_blocks_from_parser` reads):
-# frames of kind (1 byte), a number, a payload length, the payload. C: COPY rows (number = rows);
-# R: pickled rejects; P: progress (number = bytes of the file read); E: the end (number = lines).
-FRAME = struct.Struct("!cQQ")
-
-
-def parser_frames(
-    path: Path, source: str, received_at: datetime, send: Callable[[bytes, int, bytes], None]
-) -> None:
-    """Parse a JSONL file and `send` its frames: what the parser process runs."""
-    reader, raw = _open_binary(path)
-    progress = _Progress(lambda n: send(b"P", n, b""), raw)
-    lines = 0
-    try:
-        for block, first_line in _line_blocks(reader, progress):
-            parsed = parse_block(block, first_line, source, received_at)
-            lines += parsed.lines
-            if parsed.rejections:
-                send(b"R", len(parsed.rejections), pickle.dumps(parsed.rejections))
-            send(b"C", parsed.copy.rows, parsed.copy.data)
-        progress.update(final=True)
-    finally:
-        reader.close()
-        raw.close()
-    send(b"E", lines, b"")
-
-
-def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
-    data = stream.read(n)
-    return data if len(data) == n else None
-
-
 def _jsonl_copy_blocks_from_parser(
     path: Path, source: str, received_at: datetime, state: _State, progress_cb
 ) -> Iterator[CopyBlock]:
     """The file's rows as COPY blocks, parsed by a separate process while this one streams them to
-    PostgreSQL: parsing a block overlaps with the server storing the one before.
-
-    A process of its own (not `multiprocessing`): nothing of the caller's `__main__` is re-imported and
-    no thread state is forked. If it fails or dies, this raises and the file's transaction rolls back."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-    }
-    parser = subprocess.Popen(
-        [*PARSER_COMMAND, str(path), source, received_at.isoformat()],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        while True:
-            header = _read_exactly(parser.stdout, FRAME.size)
-            if header is None:
-                code = parser.wait()
-                raise RuntimeError(f"the parser process for {path} stopped early (exit code {code})")
-            kind, number, size = FRAME.unpack(header)
-            payload = _read_exactly(parser.stdout, size) if size else b""
-            if payload is None:
-                raise RuntimeError(f"the parser process for {path} stopped mid-frame")
-            if kind == b"C":
-                yield CopyBlock(payload, number)
-            elif kind == b"R":
-                state.rejections.extend(pickle.loads(payload))  # noqa: S301 - our own child process
-            elif kind == b"P":
-                if progress_cb is not None:
-                    progress_cb(number)
-            elif kind == b"E":
-                state.lines += number
-                break
-            else:
-                raise RuntimeError(f"the parser process for {path} sent an unknown frame {kind!r}")
-        if parser.wait() != 0:
-            raise RuntimeError(f"the parser process for {path} failed (exit code {parser.returncode})")
-    finally:
-        if parser.poll() is None:
-            parser.kill()
-            parser.wait()
-        parser.stdout.close()
+    PostgreSQL: parsing a block overlaps with the server storing the one before."""
+    for kind, number, payload in parse_worker.frames_of(path, source, received_at):
+        if kind == b"C":
+            yield CopyBlock(payload, number)
+        elif kind == b"R":
+            state.rejections.extend(pickle.loads(payload))  # noqa: S301 - our own child process
+        elif kind == b"P":
+            if progress_cb is not None:
+                progress_cb(number)
+        elif kind == b"E":
+            state.lines += number
 
 
 def ingest_file(
