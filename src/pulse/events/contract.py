@@ -95,6 +95,7 @@ def event_times(
     `EventTimeOutOfRange` outside the plausible window (`check_event_time`).
     """
     received = received_field or received_at
+    times: tuple[datetime, datetime | None, datetime]
     if original is not None:
         times = timestamp or received, original, received
     elif timestamp is None:

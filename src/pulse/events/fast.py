@@ -20,6 +20,7 @@ they are parsed (a worker process) and streamed to the server as bytes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -194,7 +195,7 @@ def _when(value: datetime | None) -> str:
     return NULL if value is None else value.isoformat()
 
 
-def copy_text(row: tuple[Any, ...]) -> str:
+def copy_text(row: Sequence[Any]) -> str:
     """One `raw.events` row (`EVENT_COLUMNS` order, as `Event.copy_row` makes it) as a COPY text line.
 
     The event name is already `[0-9a-z_]` and the type one of `CALLS`; JSON text never holds a raw tab

@@ -29,7 +29,7 @@ import json
 import pickle
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -48,9 +48,9 @@ from pulse.events.lines import (
     check_storable,
     copy_line,
     line_blocks,
-    open_binary,
     parse_block,
     parse_line,
+    reading,
     validation_reason,
 )
 from pulse.events.load import CopyBlock, Rejection, write_copy, write_events, write_rejections
@@ -84,8 +84,8 @@ class IngestResult:
     rejected: int = 0  # lines sent to raw.events_rejected
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
-        for field in ("files", "lines", "inserted", "duplicates", "rejected"):
-            setattr(self, field, getattr(self, field) + getattr(other, field))
+        for name in ("files", "lines", "inserted", "duplicates", "rejected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
 
@@ -254,16 +254,11 @@ def csv_row_to_payload(row: dict[str | None, Any]) -> dict[str, Any]:
 @dataclass
 class _State:
     lines: int = 0
-    rejections: list[Rejection] | None = None
-
-    def __post_init__(self) -> None:
-        self.rejections = []
+    rejections: list[Rejection] = field(default_factory=list)
 
 
 def _rows(path: Path, source: str, received_at: datetime, state: _State, progress_cb) -> Iterator[tuple]:
-    reader, raw = open_binary(path)
-    progress = Progress(progress_cb, raw)
-    try:
+    with reading(path, progress_cb) as (reader, progress):
         kind = _format(path)
         if kind == "jsonl":
             yield from _jsonl_rows(reader, progress, source, received_at, state)
@@ -290,28 +285,18 @@ def _rows(path: Path, source: str, received_at: datetime, state: _State, progres
                     yield rows.line_num, csv_row_to_payload(row), raw_row
 
             yield from _payload_rows(payloads(), source, received_at, state)
-        progress.update(final=True)
-    finally:
-        reader.close()
-        raw.close()
 
 
 def _jsonl_copy_blocks(
     path: Path, source: str, received_at: datetime, state: _State, progress_cb
 ) -> Iterator[CopyBlock]:
     """The file's rows as COPY blocks, parsed in this process."""
-    reader, raw = open_binary(path)
-    progress = Progress(progress_cb, raw)
-    try:
+    with reading(path, progress_cb) as (reader, progress):
         for block, first_line in line_blocks(reader, progress):
             parsed = parse_block(block, first_line, source, received_at)
             state.lines += parsed.lines
             state.rejections.extend(parsed.rejections)
             yield parsed.copy
-        progress.update(final=True)
-    finally:
-        reader.close()
-        raw.close()
 
 
 def _jsonl_copy_blocks_from_parser(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -142,3 +143,16 @@ class Progress:
         if final or position - self.reported >= PROGRESS_EVERY:
             self.callback(position - self.reported)
             self.reported = position
+
+
+@contextmanager
+def reading(path: Path, progress_cb: Callable[[int], None] | None) -> Iterator[tuple[IO[bytes], Progress]]:
+    """The file's reader (decompressing `.gz`) and its progress; reports the rest and closes on exit."""
+    reader, raw = open_binary(path)
+    progress = Progress(progress_cb, raw)
+    try:
+        yield reader, progress
+        progress.update(final=True)
+    finally:
+        reader.close()
+        raw.close()

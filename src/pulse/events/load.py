@@ -191,7 +191,7 @@ def write_events(
             conflicts_in_a_row = 0
             result.valid += n
             result.inserted += n
-            if want_ids:
+            if result.inserted_ids is not None:
                 result.inserted_ids.extend(row[0] for row in kept)
             if n < chunk_size:
                 break
@@ -280,7 +280,8 @@ def _dedup_into(cur: psycopg.Cursor, chunk: list[Sequence[Any]], want_ids: bool,
     result.valid += len(chunk)
     if isinstance(inserted, list):
         result.inserted += len(inserted)
-        result.inserted_ids.extend(inserted)
+        if result.inserted_ids is not None:
+            result.inserted_ids.extend(inserted)
     else:
         result.inserted += inserted
 

@@ -110,16 +110,19 @@ def order_event(
 ) -> dict:
     """One CSV row to a Segment `Order Completed` event (not yet validated: the contract does that)."""
 
-    def cell(name: str, required: bool) -> str | None:
-        value = (row.get(name) or "").strip()
-        if not value and required:
-            raise OrderRowError(f"column {name!r} is empty or missing")
-        return value or None
+    def cell(name: str) -> str | None:
+        return (row.get(name) or "").strip() or None
 
-    customer = cell(columns.customer_id, True)
-    at = parse_timestamp(cell(columns.order_timestamp, True), date_format, tz)
-    amount = parse_amount(cell(columns.amount, True))
-    quantity_text, order_id = cell(columns.quantity, False), cell(columns.order_id, False)
+    def required(name: str) -> str:
+        value = cell(name)
+        if value is None:
+            raise OrderRowError(f"column {name!r} is empty or missing")
+        return value
+
+    customer = required(columns.customer_id)
+    at = parse_timestamp(required(columns.order_timestamp), date_format, tz)
+    amount = parse_amount(required(columns.amount))
+    quantity_text, order_id = cell(columns.quantity), cell(columns.order_id)
     quantity = parse_quantity(quantity_text) if quantity_text else None
 
     if order_id:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from pulse.events.lines import Progress, line_blocks, open_binary, parse_block
+from pulse.events.lines import line_blocks, parse_block, reading
 
 FRAME = struct.Struct("!cQQ")
 COMMAND = [sys.executable, "-m", "pulse.events.parse_worker"]
@@ -34,20 +34,14 @@ def parser_frames(
     path: Path, source: str, received_at: datetime, send: Callable[[bytes, int, bytes], None]
 ) -> None:
     """Parse a JSONL file and `send` its frames: what the parser process runs."""
-    reader, raw = open_binary(path)
-    progress = Progress(lambda n: send(b"P", n, b""), raw)
     lines = 0
-    try:
+    with reading(path, lambda n: send(b"P", n, b"")) as (reader, progress):
         for block, first_line in line_blocks(reader, progress):
             parsed = parse_block(block, first_line, source, received_at)
             lines += parsed.lines
             if parsed.rejections:
                 send(b"R", len(parsed.rejections), pickle.dumps(parsed.rejections))
             send(b"C", parsed.copy.rows, parsed.copy.data)
-        progress.update(final=True)
-    finally:
-        reader.close()
-        raw.close()
     send(b"E", lines, b"")
 
 
