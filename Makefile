@@ -47,9 +47,10 @@ airflow: $(STAMP) ## Start Airflow (standalone) with Pulse's DAGs; prints the UI
 test-fast: $(STAMP) ## Every test but the end-to-end runs (unit, integration, DAGs)
 	$(BIN)/python -m pytest -m "not e2e" -n $(WORKERS)
 
-lint: $(STAMP) ## ruff lint + format check, sqlfluff on the dbt models
+lint: $(STAMP) ## ruff lint + format check, mypy on src/, sqlfluff on the dbt models
 	$(BIN)/ruff check src dags plugins tests bench feature_repo
 	$(BIN)/ruff format --check src dags plugins tests bench feature_repo
+	$(BIN)/mypy
 	cd dbt_project && ../$(BIN)/sqlfluff lint .
 
 format: $(STAMP) ## Apply ruff formatting and fixes

@@ -114,14 +114,14 @@ UPLIFT_COLUMNS = {"uplift": "double precision", "uplift_if_treated": "double pre
                   "uplift_if_control": "double precision"}  # fmt: skip
 
 
-def _node_name(node: exp.Expression) -> str:
+def _node_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Func):
         # As PostgreSQL spells it (sqlglot's class names differ: unnest is Explode).
         return f"function {node.sql(dialect=_DIALECT).split('(')[0].strip().lower()}()"
     return node.key.upper()
 
 
-def _check_node(node: exp.Expression, columns: dict[str, str]) -> None:
+def _check_node(node: exp.Expr, columns: dict[str, str]) -> None:
     if isinstance(node, (exp.Select, exp.Subquery, exp.Exists, exp.Query)):
         raise RuleError("a rule may not contain a subquery (SELECT)")
     if not isinstance(node, _ALLOWED) or isinstance(node, exp.Anonymous):

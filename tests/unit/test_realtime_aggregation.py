@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from pulse.scoring.api import percentile_of
 from pulse.features.realtime import RealtimeAggregator, RealtimePusher
+from pulse.scoring.api import percentile_of
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -27,7 +27,7 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -324,7 +324,8 @@ class _InBackground:
     writes every batch answered so far, then re-raises the writer's error if it had one."""
 
     def __init__(self, checkpoint: _Checkpoint, depth: int = 1):
-        self.checkpoint, self.error = checkpoint, None
+        self.checkpoint = checkpoint
+        self.error: BaseException | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._write, name="pulse-checkpoint", daemon=True)
         self.thread.start()
@@ -337,7 +338,7 @@ class _InBackground:
                 except BaseException as error:  # re-raised by the delivering thread
                     self.error = error
 
-    def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
+    def __call__(self, batch: Sequence[Record], outcomes: list[Outcome]) -> None:
         if self.error is not None:
             raise self.error
         self.queue.put((batch, outcomes))

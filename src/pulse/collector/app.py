@@ -306,7 +306,9 @@ class Collector:
             ]
             return Refused(problem, rejections)
 
-        rows, rejections, errors = [], [], []
+        rows: list = []
+        rejections: list = []
+        errors: list[dict[str, Any]] = []
         batch_pii = maybe_pii(_encode(defaults)) if defaults else False
         # Well-formed events take the fast path (the contract's own rows, see pulse.events.fast) unless
         # the batch-level defaults could hold PII, a NUL escape or deep nesting.

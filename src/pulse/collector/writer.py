@@ -181,7 +181,8 @@ class GroupCommitWriter:
                 if self._closing:
                     return None
                 self._cond.wait()
-            jobs, n = [], 0
+            jobs: list[_Job] = []
+            n = 0
             while self._jobs and (not jobs or n + len(self._jobs[0].rows) <= self.max_rows):
                 job = self._jobs.popleft()
                 self._queued_rows -= len(job.rows)
@@ -200,7 +201,7 @@ class GroupCommitWriter:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = self._local.conn = psycopg.connect(
-                self.url, autocommit=True, connect_timeout=self.connect_timeout
+                self.url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout))
             )
         return conn
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -75,6 +75,8 @@ def supports(store, view: FeatureView) -> bool:
     config = store.config
     online = config.online_store
     source = view.batch_source
+    if not isinstance(source, PostgreSQLSource):
+        return False
     entity_columns = view.entity_columns
     plain_online = (online.type == "redis" and online.redis_type == "redis") or (
         online.type == "postgres"
@@ -86,7 +88,6 @@ def supports(store, view: FeatureView) -> bool:
         plain_online
         and not config.registry.enable_online_feature_view_versioning
         and config.entity_key_serialization_version == 3
-        and isinstance(source, PostgreSQLSource)
         and not source.field_mapping
         and len(entity_columns) == 1
         and entity_columns[0].dtype.to_value_type() == ValueType.STRING
@@ -99,6 +100,8 @@ def latest_rows(store, view: FeatureView, start: datetime, end: datetime) -> Ite
     since the epoch), then the view's features; in tables of up to CHUNK_ROWS rows, yielded as they
     arrive, so the online store is written while PostgreSQL still sends."""
     source = view.batch_source
+    if not isinstance(source, PostgreSQLSource):
+        raise TypeError(f"{view.name}: bulk loading reads a PostgreSQLSource (see `supports`)")
     join_key = view.entity_columns[0].name
     features = _value_types(view)
     order = [sql.SQL("a.{} desc").format(sql.Identifier(source.timestamp_field))]
@@ -153,6 +156,11 @@ def _timestamp_nanos(stored: bytes) -> int:
 
 
 # -- Redis -----------------------------------------------------------------------------------------
+def _headed(head: bytes) -> Callable[[int], bytes]:
+    """`head` and a bulk-string length header, for values `w` bytes long."""
+    return lambda w: head + b"$%d\r\n" % w
+
+
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
@@ -212,7 +220,7 @@ class _RedisWriter:
         ]
         for head, (name, value_type) in zip(self.field_heads, self.features.items(), strict=True):
             column = value_groups(chunk.column(name), value_type)
-            columns.append(wrap(column, lambda w, h=head: h + b"$%d\r\n" % w, b"\r\n"))
+            columns.append(wrap(column, _headed(head), b"\r\n"))
         payload = join_rows(columns, n, keep)
         written = int(keep.sum())
         if not self.expire:

@@ -90,6 +90,11 @@ class _Candidate:
         values = [scalar(self.metrics[f], metric) for f in folds if f in self.metrics]
         return float(np.mean(values)) if values else None
 
+    def rank(self, metric: str, folds: list[str]) -> float:
+        """`score` for comparing candidates: one without a score ranks last."""
+        score = self.score(metric, folds)
+        return -np.inf if score is None else score
+
 
 def train(
     settings: Settings | None = None,
@@ -282,14 +287,14 @@ def _select(
 ) -> tuple[_Candidate, str]:
     """The best candidate, unless the incumbent champion's algorithm is within the promotion margin."""
     metric = task.selection_metric
-    ranked = sorted(scored, key=lambda c: c.score(metric, folds), reverse=True)
+    ranked = sorted(scored, key=lambda c: c.rank(metric, folds), reverse=True)
     best = ranked[0]
     if incumbent is None or incumbent.algorithm == best.algorithm:
         why = "first champion" if incumbent is None else f"{best.algorithm} stays champion"
         return best, f"{why}: best mean backtest {metric} {best.score(metric, folds):.4f}"
     defender = next((c for c in scored if c.algorithm == incumbent.algorithm), None)
     margin = PROMOTION_MARGIN[metric]
-    if defender is None or best.score(metric, folds) >= defender.score(metric, folds) + margin:
+    if defender is None or best.rank(metric, folds) >= defender.rank(metric, folds) + margin:
         return best, (
             f"{best.algorithm} replaces {incumbent.algorithm}: backtest {metric} "
             f"{best.score(metric, folds):.4f} vs {defender.score(metric, folds) if defender else float('nan'):.4f} "
@@ -342,7 +347,7 @@ def _reference(candidate, model, task, holdout_rows, features, orders=None, as_o
         model, sample[features], sample["label"], scoring=scoring, n_repeats=2, random_state=0
     )
     importance = dict(zip(features, result.importances_mean.round(6).tolist(), strict=True))
-    top = sorted(importance, key=importance.get, reverse=True)[:TOP_FEATURES]
+    top = sorted(importance, key=lambda name: importance[name], reverse=True)[:TOP_FEATURES]
     reference["importance"] = importance
     reference["features"] = {
         name: holdout_rows[name]
@@ -375,6 +380,7 @@ def _new_run(
 
 def _fallback(task, first, last, orders, training_id, reason) -> TaskOutcome:
     """Not eligible for ML: record why, and let BG/NBD (or RFM) stand in as the champion."""
+    model: BtydModel | RfmModel
     try:
         model, algorithm = BtydModel(task).fit(orders, last), BtydModel.algorithm
     except ValueError as error:

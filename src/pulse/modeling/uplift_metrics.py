@@ -106,11 +106,11 @@ def bootstrap_uplift_at(
     y, t, s = _arrays(outcome, treated, score)
     rng = np.random.default_rng(seed)
     treated_rows, control_rows = np.flatnonzero(t), np.flatnonzero(~t)
-    values = []
+    samples = []
     for _ in range(rounds):
         rows = np.r_[rng.choice(treated_rows, len(treated_rows)), rng.choice(control_rows, len(control_rows))]
-        values.append(uplift_at(y[rows], t[rows], s[rows], share))
-    values = np.asarray(values)
+        samples.append(uplift_at(y[rows], t[rows], s[rows], share))
+    values = np.asarray(samples)
     values = values[~np.isnan(values)]
     estimate = uplift_at(y, t, s, share)
     if len(values) == 0:

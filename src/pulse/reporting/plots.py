@@ -322,8 +322,8 @@ def rfm_segments(rfm: pd.DataFrame) -> str | None:
         return None
     fig, (ax,) = _figure(max(2.5, 0.3 * len(rfm) + 1.2))
     ordered = rfm.sort_values("customers")
-    ax.barh(ordered["rfm_segment"], ordered["customers"], color=COLORS[2])
-    ax.bar_label(ax.containers[0], fontsize=7, padding=2)
+    bars = ax.barh(ordered["rfm_segment"], ordered["customers"], color=COLORS[2])
+    ax.bar_label(bars, fontsize=7, padding=2)
     ax.set_title("customers per RFM segment", fontsize=10)
     _style(ax)
     return _png(fig)

@@ -322,5 +322,5 @@ def score_routes(settings: Settings) -> list[Route]:
         return _json(200, body)
 
     route = Route(SCORES_PREFIX + "{customer_id:str}", get_score, methods=["GET"])
-    route.scorer = scorer  # type: ignore[attr-defined] - for tests and benchmarks
+    route.scorer = scorer  # type: ignore[attr-defined]  # for tests and benchmarks
     return [route]

@@ -178,8 +178,8 @@ class TriggerEngine:
         cancel_by_event: dict[str, list[Trigger]] = defaultdict(list)
         for trigger in triggers:
             entry_by_event[trigger.definition.entry.event].append(trigger)
-            for name in trigger.definition.cancel_events:
-                cancel_by_event[name].append(trigger)
+            for cancel_event in trigger.definition.cancel_events:
+                cancel_by_event[cancel_event].append(trigger)
 
         entries: list[tuple[Trigger, Mapping[str, Any]]] = []
         signals: list[Mapping[str, Any]] = []
@@ -481,7 +481,8 @@ class TriggerEngine:
 
     @staticmethod
     def _exists(conn: psycopg.Connection, table: str) -> bool:
-        return conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()[0]
+        row = conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()
+        return bool(row and row[0])
 
     def _consent_rows(
         self, conn: psycopg.Connection, customers: list[str], todo: Iterable[tuple[str, Trigger, Mapping]]

@@ -204,5 +204,5 @@ class HttpDestination(Destination):
         self.client.close()
 
 
-def all_accepted(batch: Sequence[Record], status: int) -> list[Outcome]:
+def all_accepted(batch: Sequence[Record], status: int | None) -> list[Outcome]:
     return [Outcome(r.key, True, status) for r in batch]

@@ -42,7 +42,7 @@ class FileDropDestination(Destination):
             folder = get_settings().home_dir / folder
         self.folder = folder
         self.lock = threading.Lock()
-        self.handle = None
+        self.handle: io.TextIOWrapper | None = None
         self.columns: list[str] | None = None
         self.path: Path | None = None
 
@@ -89,7 +89,7 @@ class FileDropDestination(Destination):
         return {"file": str(self.folder / f"<start>_<run>.{self.format}"), "content": self._lines(batch)}
 
     def finish(self, ok: bool) -> None:
-        if self.handle is not None:
+        if self.handle is not None and self.path is not None:
             self.handle.close()
             self.handle = None
             self.path.with_name(self.path.name + ".part").rename(self.path)

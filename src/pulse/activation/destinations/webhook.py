@@ -70,9 +70,10 @@ class WebhookDestination(HttpDestination):
 
     def __init__(self, options: Mapping[str, Any], *, rate: float | None = None, concurrency: int = 1):
         super().__init__(options, rate=rate, concurrency=concurrency)
-        self.url = options.get("url")
-        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+        url = options.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError("webhook: `url` must be an http(s) URL")
+        self.url: str = url
         self.templates = {
             op: _jinja.from_string(text) for op, text in (options.get("templates") or {}).items()
         }
@@ -140,7 +141,8 @@ class WebhookDestination(HttpDestination):
         if rejected:
             index_of = {r.key: i for i, r in enumerate(batch)}
             for item in rejected:
-                i = item.get("index") if isinstance(item.get("index"), int) else index_of.get(item.get("key"))
+                index, key = item.get("index"), item.get("key")
+                i = index if isinstance(index, int) else index_of.get(key) if isinstance(key, str) else None
                 if i is not None and 0 <= i < len(batch):
                     outcomes[i] = Outcome(
                         batch[i].key, False, response.status_code, str(item.get("reason") or "rejected")
