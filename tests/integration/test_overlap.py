@@ -26,7 +26,7 @@ from pulse.features.store import refresh
 from pulse.modeling import train as train_module
 from pulse.modeling.train import TrainingDataError, train
 from pulse.pipeline import train_window
-from pulse.scoring import score
+from pulse.scoring.batch import score
 
 SIM_END = datetime(2026, 6, 1, tzinfo=UTC)
 KEY = "overlap-write-key"

@@ -11,7 +11,7 @@ from pulse.modeling import candidates as algos
 from pulse.modeling.evaluate import psi
 from pulse.modeling.tasks import PredictionTask
 from pulse.modeling.train import PROMOTION_MARGIN, _Candidate, _reference, _select
-from pulse.scoring import DRIFT_THRESHOLD
+from pulse.scoring.batch import DRIFT_THRESHOLD
 
 TASK = PredictionTask("purchase_propensity", "classification", "any_order", 14, "test", "customer_features")
 
