@@ -24,7 +24,9 @@ def ensure_tables(url: str, sql_file: str, tables: Sequence[str]) -> None:
         except errors.InsufficientPrivilege:
             with psycopg.connect(url, autocommit=True) as conn:
                 missing = [
-                    t for t in tables if conn.execute("select to_regclass(%s)", (t,)).fetchone()[0] is None
+                    t
+                    for t in tables
+                    if conn.execute("select to_regclass(%s) is null", (t,)).fetchone() != (False,)
                 ]
             if missing:
                 raise RuntimeError(
