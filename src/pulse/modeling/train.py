@@ -84,7 +84,6 @@ class _Candidate:
     metrics: dict[str, list[MetricRow]] = field(default_factory=dict)
     n_train: int = 0
     n_holdout: int = 0
-    holdout_pred: np.ndarray | None = None
 
     def score(self, metric: str, folds: list[str]) -> float | None:
         values = [scalar(self.metrics[f], metric) for f in folds if f in self.metrics]
@@ -212,11 +211,7 @@ def _train_task(task, first, last, cache, orders, training_id, truth, settings) 
                 continue
             candidate.metrics[fold.name] = metrics_for(task.kind, test["label"].to_numpy(), prediction)
             if fold.name == "holdout":
-                candidate.n_train, candidate.n_holdout, candidate.holdout_pred = (
-                    len(train),
-                    len(test),
-                    prediction,
-                )
+                candidate.n_train, candidate.n_holdout = len(train), len(test)
     if truth is not None and task.name == PROPENSITY:
         _add_truth(pool, data[data["event_timestamp"] == holdout.cutoff], truth, holdout.cutoff)
 
