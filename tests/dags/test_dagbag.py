@@ -109,3 +109,14 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
     assert leaves
     assert dag.get_task("check_marts").upstream_task_ids == leaves
     assert dagbag.dags["pulse_score_audiences"].get_task("audiences").upstream_task_ids == {"score"}
+
+
+def test_every_dbt_node_id_fits_an_xcom_key(tmp_path):
+    """Cosmos' watcher mode pushes each node's status under an XCom key made from its unique id ('.' as
+    '__', plus a suffix); Airflow's key column holds 512 characters, and a longer key fails the build."""
+    from pulse.config import Settings
+    from pulse.transform import dbt_manifest
+
+    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
+    too_long = [uid for uid in manifest["nodes"] if len(uid.replace(".", "__")) + len("_tests_status") > 512]
+    assert not too_long, too_long
