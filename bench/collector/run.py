@@ -6,7 +6,7 @@ Starts `pulse serve` against a scratch database, runs `--clients` closed-loop cl
 keep-alive HTTP/1.1 client, one process) that each post a batch of `--batch` realistic events, wait for the answer, and post the
 next, for `--seconds` after a short warm-up. Prints acknowledged events/s, latency p50 / p99 / max,
 non-200 answers, and loss: every acknowledged messageId is looked up in raw.events afterwards.
-Goal: >= 10,000 events/s on 2 cores, p99 < 100 ms, zero loss.
+Goal: >= 25,000 events/s on 2 cores, p99 < 50 ms, zero loss (#13).
 """
 
 from __future__ import annotations
