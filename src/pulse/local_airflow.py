@@ -339,7 +339,7 @@ def start_cluster(
 
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    dbt_manifest(Settings(home=env["PULSE_HOME"], project_dir=env["PULSE_PROJECT_DIR"]))
+    dbt_manifest(Settings(home=Path(env["PULSE_HOME"]), project_dir=Path(env["PULSE_PROJECT_DIR"])))
     airflow = str(Path(sys.executable).parent / "airflow")
     migrated = subprocess.run(
         [airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=timeout
