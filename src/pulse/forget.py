@@ -625,9 +625,9 @@ def _files_naming(identities: Identities, settings: Settings) -> Iterator[tuple[
     every export and landed event file that holds any: what `forget_files` rewrites and `verify` must
     not find."""
     for path in export_files(settings):
-        text, count = _kept_export_rows(path, identities)
+        kept, count = _kept_export_rows(path, identities)
         if count:
-            yield path, text, count
+            yield path, kept, count
     ids = set(identities.all_ids) | set(identities.email_hashes)
     for path in _event_files(settings) if ids else []:
         text, count = _kept_event_records(path, ids)

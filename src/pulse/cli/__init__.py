@@ -120,14 +120,15 @@ def _play_campaign(audience: str, sim_dir: Path, settings) -> None:
     from pulse.events.campaign_sim import play_campaign
 
     with engine(settings).connect() as conn:
-        groups = dict(
-            conn.execute(
+        groups: dict[str, str] = {
+            customer: group
+            for customer, group in conn.execute(
                 sa.text(
                     'select customer_id, "group" from audiences.audience_members where audience_name = :a'
                 ),
                 {"a": audience},
-            ).all()
-        )
+            )
+        }
         days = conn.execute(
             sa.text("select outcome_days from audiences.audience_definitions where audience_name = :a"),
             {"a": audience},

@@ -212,9 +212,10 @@ class Collector:
                 return self._unauthorized()
             wire = await _read_body(request.stream(), b"")
         else:
-            wire = await self._read_body_with_key(request, encoding)
-            if wire is None:
+            keyed = await self._read_body_with_key(request, encoding)
+            if keyed is None:
                 return self._unauthorized()
+            wire = keyed
         if isinstance(wire, Problem):
             return await self._reject_request(wire, [Rejection.of(b"", wire.message, source, None)])
 
@@ -268,8 +269,8 @@ class Collector:
         request refused as a whole (with what to keep of it in raw.events_rejected)."""
         try:
             body = _decompress(wire, encoding, MAX_WIRE_BYTES)
-        except Problem as problem:
-            return Refused(problem, [Rejection.of(b"", problem.message, source, None)])
+        except Problem as refused:
+            return Refused(refused, [Rejection.of(b"", refused.message, source, None)])
         try:
             document = _decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -286,8 +287,8 @@ class Collector:
             return Refused(problem, [])
         try:
             items, defaults = self._events_of(document, call)
-        except Problem as problem:
-            return Refused(problem, [Rejection.of(body, problem.message, source, None)])
+        except Problem as refused:
+            return Refused(refused, [Rejection.of(body, refused.message, source, None)])
         if len(items) > MAX_BATCH_EVENTS:
             problem = Problem(
                 400,
@@ -296,15 +297,17 @@ class Collector:
             )
             return Refused(problem, [Rejection.of(body, problem.message, source, None)])
         encoded = [_encode(item) for item in items]
-        problem = self._size_problem(len(body), encoded, call) or _depth_problem(encoded, items, defaults)
-        if problem is not None:
-            if problem.code == "too_deep":
-                return Refused(problem, [Rejection.of(body, problem.message, source, None)])
-            rejections = [
-                Rejection.of(raw, problem.message, source, index)
-                for index, raw in enumerate(encoded, start=1)
-            ]
-            return Refused(problem, rejections)
+        too_much = self._size_problem(len(body), encoded, call) or _depth_problem(encoded, items, defaults)
+        if too_much is not None:
+            if too_much.code == "too_deep":
+                return Refused(too_much, [Rejection.of(body, too_much.message, source, None)])
+            return Refused(
+                too_much,
+                [
+                    Rejection.of(raw, too_much.message, source, index)
+                    for index, raw in enumerate(encoded, start=1)
+                ],
+            )
 
         rows: list = []
         rejections: list = []

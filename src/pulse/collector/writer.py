@@ -238,9 +238,10 @@ class GroupCommitWriter:
             # Some row the contract let through and PostgreSQL refused. Write each request on its own
             # so one bad request cannot block everyone else's.
             log.warning("group write failed (%s); writing requests one by one", refusal_reason(error))
-            inserted = self._write_one_by_one(jobs)
-            if inserted is None:
+            one_by_one = self._write_one_by_one(jobs)
+            if one_by_one is None:
                 return
+            inserted = one_by_one
         self.stats.database_up, self.stats.last_error = True, None
         self.stats.last_success_at = time.monotonic()
         for job in jobs:

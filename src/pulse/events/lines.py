@@ -74,9 +74,10 @@ def copy_line(line: bytes, source: str, line_number: int, received_at: datetime)
     (`parse_line`); both give the same row for the same event."""
     row = row_from_json(line, source, received_at)
     if row is None:
-        row = parse_line(line, source, line_number, received_at)
-        if isinstance(row, Rejection):
-            return row
+        parsed = parse_line(line, source, line_number, received_at)
+        if isinstance(parsed, Rejection):
+            return parsed
+        row = parsed
     return copy_text(row).encode("utf-8")
 
 
@@ -126,9 +127,9 @@ def line_blocks(handle: IO[bytes], progress: Progress) -> Iterator[tuple[bytes, 
 
 def open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     """(reader, raw file): reader decompresses `.gz`; progress is measured on the raw file."""
-    raw = path.open("rb")
+    raw: IO[bytes] = path.open("rb")
     if path.name.lower().endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]  # a binary IO
     return raw, raw
 
 

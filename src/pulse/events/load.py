@@ -100,8 +100,8 @@ def _enter(cur: psycopg.Cursor) -> None:
 def _reject_forgotten(cur: psycopg.Cursor, result: WriteResult) -> None:
     """Turn this transaction's rows of forgotten people into rejects (`raw.reject_forgotten`, a function
     the collector's role may call without reading any row)."""
-    cur.execute("select raw.reject_forgotten()")
-    result.forgotten = cur.fetchone()[0]
+    row = cur.execute("select raw.reject_forgotten()").fetchone()
+    result.forgotten = row[0] if row else 0
     result.inserted -= result.forgotten
 
 

@@ -217,8 +217,14 @@ def uplift(metrics: pd.DataFrame, campaign: str) -> str | None:
         x = group[group["metric"] == "qini_x"].sort_values("bucket")["value"].to_numpy()
         y = group[group["metric"] == "qini_y"].sort_values("bucket")["value"].to_numpy()
         if len(x) and len(x) == len(y):
-            style = {"linestyle": "--", "color": "black"} if algorithm == "true_effect" else {}
-            qini_ax.plot(x * 100, y * 100, label=algorithm, color=COLORS[i % len(COLORS)], **style)
+            truth = algorithm == "true_effect"  # the simulator's known effect: a black dashed reference
+            qini_ax.plot(
+                x * 100,
+                y * 100,
+                label=algorithm,
+                color="black" if truth else COLORS[i % len(COLORS)],
+                linestyle="--" if truth else "-",
+            )
             if algorithm != "true_effect" and group["is_champion"].any():
                 qini_ax.plot([0, 100], [0, y[-1] * 100], color="grey", linestyle=":", label="random")
                 deciles = group[group["metric"] == "uplift_decile"].sort_values("bucket")

@@ -185,7 +185,7 @@ class TriggerEngine:
         signals: list[Mapping[str, Any]] = []
         for record in records:
             name, customer = record.get("event_name"), record.get("user_id")
-            if not customer or not isinstance(record.get("event_at"), datetime):
+            if not customer or not isinstance(name, str) or not isinstance(record.get("event_at"), datetime):
                 continue  # anonymous: no one to contact
             if name in cancel_by_event:
                 signals.append(record)
