@@ -31,6 +31,10 @@ from pulse.modeling.segments import write_segments
 DRIFT_THRESHOLD = 0.2
 
 
+class ScoringError(RuntimeError):
+    """A champion cannot produce usable scores."""
+
+
 @dataclass
 class ScoreResult:
     model_name: str
@@ -92,6 +96,13 @@ def score_model(model_name: str, inputs: _Inputs, as_of: datetime, settings: Set
     run, model = load_champion(model_name, settings)
     scores, frame = predict(run, model, inputs, as_of)
     series = pd.Series(scores, dtype=float)
+    missing = int(series.isna().sum())
+    if missing:
+        # A score that is not a number cannot be ranked or acted on: stop before writing any of them.
+        raise ScoringError(
+            f"{model_name}: champion {run.run_id} ({run.algorithm}) gave no score for {missing} of "
+            f"{len(series)} customers (NaN); retrain with `pulse train`, or retire the run"
+        )
     rows = pd.DataFrame(
         {
             "customer_id": inputs.customers,
