@@ -39,12 +39,12 @@ declare
     obj record;
 begin
     for obj in select nspname from pg_namespace
-               where nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'feast_online')
+               where nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'features', 'feast_online')
                  and pg_get_userbyid(nspowner) <> 'pulse_transform' loop
         execute format('alter schema %I owner to pulse_transform', obj.nspname);
     end loop;
     for obj in select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
-               where n.nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'feast_online')
+               where n.nspname in ('raw', 'ml', 'audiences', 'activation', 'audit', 'features', 'feast_online')
                  and c.relkind in ('r', 'p', 'v', 'm', 'S') and pg_get_userbyid(c.relowner) <> 'pulse_transform'
                  -- a serial's sequence moves with its table
                  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
