@@ -249,7 +249,7 @@ def maybe_pii(raw: bytes | str) -> bool:
     """False when the raw text certainly holds no email or phone: skip scrubbing.
 
     Runs on every event, so it is a few C-speed scans: an `@` (or `%40`), something like an international
-    number or a PII-named URL parameter (`_RAW_HINT_RE`), or a key word inside an object key. For a key
+    number, a PII-named URL parameter or a `tel:` link, or a key word inside an object key. For a key
     word it finds the next quote after the hit: a key's closing quote is followed by a colon
     (`"type": "mobile"` is a value, not a key). Every other hit before that quote has the same answer,
     so the search goes on after it: linear, however many times the word repeats."""
@@ -257,8 +257,11 @@ def maybe_pii(raw: bytes | str) -> bool:
     if b"@" in data:
         return True
     low = data.lower()
-    if _RAW_HINT_RE.search(low) is not None:
-        return True
+    # One pattern per hint, each starting with a literal: `re` then scans for that literal in C, where
+    # one alternation of them all tried every branch at every offset (13 us for a 600-byte event).
+    for hint in _TEXT_HINTS:
+        if hint.search(low) is not None:
+            return True
     for word in _KEY_WORDS:
         at = low.find(word)
         while at >= 0:
@@ -274,7 +277,16 @@ def maybe_pii(raw: bytes | str) -> bool:
 # Every key `_key_kind` matches contains one of these words (`emailAddress`, `phone_number`, `telephone`).
 _KEY_WORDS = (b"mail", b"phone", b"mobile", b"tel")
 _AFTER_KEY_RE = re.compile(rb"[ \t\r\n]*:")
-_RAW_HINT_RE = re.compile(rb"%40|\+\d[\d ().-]{6,20}\d|tel:|(?:mail|phone|mobile|tel)[a-z_-]{0,16}=")
+# PII in text: an encoded `@`, a `tel:` link, an international number, a PII-named URL parameter.
+_TEXT_HINTS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        rb"%40",
+        rb"tel:",
+        rb"\+\d[\d ().-]{6,20}\d",
+        *(w + rb"[a-z_-]{0,16}=" for w in _KEY_WORDS),
+    )
+)
 
 
 def redact_text(text: str) -> str:
