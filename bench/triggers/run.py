@@ -7,8 +7,10 @@ In a scratch database, two phases against `pulse serve` (one uvicorn worker), th
 requests of `--batch` events at fixed times (a late answer does not slow the sender; each request's
 acknowledgement time is measured from when it was due, so queueing counts).
 
-1. Triggers off (`PULSE_TRIGGERS_ENABLED=false`) for `--seconds`: the collector's ack p50 / p99.
-2. Triggers on for `--seconds`, one trigger (entry `checkout_started` with `value > 50`, a `--wait`
+1. Triggers off (`PULSE_TRIGGERS_ENABLED=false`: no trigger worker) for `--seconds`: the collector's
+   ack p50 / p99.
+2. Triggers on for `--seconds` (`pulse serve` runs the trigger worker, `pulse triggers run`, as a child
+   process; the trigger is synced after phase 1, so the worker's stream begins there), one trigger (entry `checkout_started` with `value > 50`, a `--wait`
    wait cancelled by `order_completed`, no grace period, 10% holdout, no consent required) firing to a
    local webhook receiver (bench/receiver.py, its own process). Ack p50 / p99 again, then the last
    timers are waited for.
@@ -151,8 +153,6 @@ def main() -> int:
         settings = Settings(database_url=url, home=home)
         db.create_schemas(settings)
         ensure_raw_tables(url)
-        trigger_yaml(home / "triggers", args.wait)
-        sync_triggers(settings, home / "triggers")
         base = {"PULSE_DATABASE_URL": url, "PULSE_WRITE_KEY": KEY, "PULSE_HOME": str(home)}
         with Receiver(keep=True) as receiver:
             env = {**base, URL_ENV: receiver.url + "/hook"}
@@ -162,6 +162,9 @@ def main() -> int:
                 off, off_status = asyncio.run(
                     open_loop(collector.url, "off", args.rate, args.batch, args.seconds)
                 )
+            # Synced now: the worker's stream begins at the first sync, so phase 1's events are not its.
+            trigger_yaml(home / "triggers", args.wait)
+            sync_triggers(settings, home / "triggers")
             with CollectorProcess(env, log_path=home / "on.log") as collector:
                 on, on_status = asyncio.run(
                     open_loop(collector.url, "on", args.rate, args.batch, args.seconds)

@@ -89,10 +89,14 @@ class Settings(BaseSettings):
     )
     triggers_enabled: bool = Field(
         default=True,
-        description="Evaluate and fire real-time triggers in the collector (campaigns/triggers/).",
+        description="`pulse serve` runs the trigger worker (`pulse triggers run`: evaluates committed events, "
+        "fires due timers) as a child process; false where the worker runs on its own (compose).",
     )
     triggers_poll_seconds: float = Field(
-        default=0.1, gt=0, le=10, description="How often the trigger dispatcher looks for due timers."
+        default=0.1,
+        gt=0,
+        le=10,
+        description="How often the trigger worker reads new events and looks for due timers.",
     )
     ingest_schedule: str = Field(
         default="*/5 * * * *",

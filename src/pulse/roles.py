@@ -30,11 +30,11 @@ class Login:
     acts_as: str | None = None
 
 
-# `pulse serve` collects events, answers the scoring API and runs triggers; Airflow runs the pipeline.
+# `pulse serve` collects events and answers the scoring API; `pulse triggers run` evaluates and fires
+# triggers; Airflow runs the pipeline.
 LOGINS = (
-    Login(
-        "pulse_svc_collector", "COLLECTOR_DB_PASSWORD", ("pulse_collector", "pulse_scoring", "pulse_triggers")
-    ),
+    Login("pulse_svc_collector", "COLLECTOR_DB_PASSWORD", ("pulse_collector", "pulse_scoring")),
+    Login("pulse_svc_triggers", "TRIGGERS_DB_PASSWORD", ("pulse_triggers",)),
     Login("pulse_svc_pipeline", "PIPELINE_DB_PASSWORD", ("pulse_transform",), acts_as="pulse_transform"),
     Login("pulse_svc_feature_server", "FEATURE_SERVER_DB_PASSWORD", ("pulse_scoring",)),
 )

@@ -1,10 +1,11 @@
 """Real-time triggers against a real PostgreSQL and a local webhook server (activation's contract fake):
 fire, cancel, frequency cap, holdout, consent, late cancelling events within and beyond the grace period,
-pause, and replay after a crash. The engine and dispatcher run in-process with explicit clocks, so no
+pause, the worker's read of committed events. The engine and dispatcher run in-process with explicit clocks, so no
 test sleeps through a wait; the collector kill -9 test is in test_triggers_collector.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from pulse.triggers.definitions import holdout_bucket
 from pulse.triggers.dispatch import Dispatcher
 from pulse.triggers.engine import TriggerEngine
 from pulse.triggers.state import set_status, sync_triggers
+from pulse.triggers.worker import TriggerWorker
 from tests.activation_fakes import FakeVendor
 
 URL_ENV = "PULSE_TEST_TRIGGER_URL"
@@ -257,26 +259,71 @@ def test_conditions_on_scores_and_pause(settings, setup, vendor):
     assert ("hi", "suppressed_paused") in actions(settings)
 
 
-def test_replay_after_a_crash_evaluates_each_event_once(settings, setup, vendor):
-    """Events committed by the collector but never evaluated (the process died first) are found by the
-    catch-up scan on start; evaluating them twice changes nothing."""
-    eng, dispatcher = setup(trigger())
-    eng.catch_up()  # first start: the stream begins now
+def _commit_events(conn: psycopg.Connection, events: list[dict]) -> None:
+    """What the collector's writer does: the rows, source 'collector' (xact_id by its default)."""
+    for e in events:
+        conn.execute(
+            "insert into raw.events (event_id, event_type, event_name, user_id, event_at, received_at, "
+            "properties, source) values (%s, 'track', %s, %s, %s, %s, %s, 'collector')",
+            (
+                e["event_id"],
+                e["event_name"],
+                e["user_id"],
+                e["event_at"],
+                e["received_at"],
+                json.dumps(e["properties"]),
+            ),
+        )
+
+
+def test_the_worker_reads_each_committed_event_once_from_its_position(settings, setup, vendor):
+    """The worker reads what was committed since its saved position, including a transaction that was
+    still open at its last read (committed later, with an older id); one worker evaluates at a time; a
+    new one (a restart after kill -9) reads on from the saved position; evaluating again changes nothing."""
+    eng, _ = setup(trigger())
     url = warehouse_url(settings)
+    first = TriggerWorker(settings, dispatch=False)
+    first.evaluate_once()  # first start: reads the last minute (nothing yet) and saves its position
     now = datetime.now(UTC)
-    entries = [event("checkout_started", f"c{i}", now, value=80) for i in range(5)]
-    with psycopg.connect(url) as conn:
-        for e in entries:
-            conn.execute(
-                "insert into raw.events (event_id, event_type, event_name, user_id, event_at, received_at, "
-                "properties, source) values (%s, 'track', 'checkout_started', %s, %s, %s, %s, 'collector')",
-                (e["event_id"], e["user_id"], now, now, '{"value": 80}'),
-            )
-    assert eng.catch_up() == 5
-    eng.process(entries)  # the same events again (the hook had them after all)
-    assert eng.catch_up() == 5
-    assert timers(settings) == {f"c{i}": "pending" for i in range(5)}
+    entries = [event("checkout_started", f"c{i}", now, value=80) for i in range(6)]
+    with psycopg.connect(url) as slow, psycopg.connect(url, autocommit=True) as fast:
+        _commit_events(slow, entries[5:])  # written first, committed last
+        _commit_events(fast, entries[:5])
+        assert first.evaluate_once() == 5
+        assert first.evaluate_once() == 0  # nothing new: nothing read again
+        second = TriggerWorker(settings, dispatch=False)
+        assert second.evaluate_once() == 0  # the first one holds the consumer's lock
+        first.close()
+        slow.commit()
+    assert second.evaluate_once() == 1  # c5, from the open transaction of the first read
+    second.close()
+    assert timers(settings) == {f"c{i}": "pending" for i in range(6)}
+    assert eng.process(entries) == 0  # the same events again: nothing new
     assert actions(settings).count(("c0", "entered")) == 1
+    restarted = TriggerWorker(settings, dispatch=False)
+    assert restarted.evaluate_once() == 0  # a restart reads on from the saved position
+    restarted.close()
+
+
+def test_realtime_conditions_in_the_worker(settings, setup, vendor):
+    """A condition on a real-time feature: the worker folds every collector event it reads."""
+    setup(trigger(conditions=["cart_items >= 1"]))
+    worker = TriggerWorker(settings, dispatch=False)
+    worker.evaluate_once()
+    now = datetime.now(UTC)
+    added = event("product_added", "carted", now - timedelta(seconds=5), price=40, quantity=2)
+    with psycopg.connect(warehouse_url(settings), autocommit=True) as conn:
+        _commit_events(
+            conn,
+            [
+                added,
+                event("checkout_started", "carted", now, value=80),
+                event("checkout_started", "empty", now, value=80),
+            ],
+        )
+    assert worker.evaluate_once() == 3
+    worker.close()
+    assert timers(settings) == {"carted": "pending", "empty": "suppressed"}
 
 
 def test_lift_readout_compares_fired_with_held_out(settings, setup, vendor):

@@ -22,7 +22,8 @@ from pulse.events.ingest import parse_line
 from pulse.events.load import Rejection, ensure_raw_tables, write_events, write_rejections
 from pulse.roles import JOB_ROLES, LOGINS, create_roles
 from pulse.transform import run_dbt
-from pulse.triggers.engine import ensure_trigger_tables
+from pulse.triggers.engine import TriggerEngine, ensure_trigger_tables
+from pulse.triggers.stream import EventStream
 from tests.dags.test_compose import SECRETS, compose_config
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -143,7 +144,28 @@ def test_each_role_does_exactly_its_job(settings, logins, monkeypatch):
         conn.execute("select customer_id from marts.customers").fetchall()
         conn.execute("select * from ml.scores").fetchall()
         conn.execute("select * from activation.trigger_timers").fetchall()
-    for statement in ("select * from raw.events", "select * from marts.orders", "delete from ml.scores"):
+    # ... and the collector's events, the columns it evaluates: the worker reads them as this login.
+    stream, evaluator = EventStream(triggers, "roles"), TriggerEngine(triggers, consumer="roles")
+    try:
+
+        def evaluate() -> int:
+            return stream.read(None, lambda rows, at: evaluator.process(rows, position=at))
+
+        assert evaluate() == 0  # the first read: the stream begins now
+        with psycopg.connect(collector) as conn:
+            write_events(conn, [_event("m4")])
+        assert evaluate() == 1
+    finally:
+        stream.close()
+        evaluator.close()
+    for statement in (
+        "select * from raw.events",
+        "select traits, anonymous_id from raw.events",
+        "insert into raw.events (event_id, event_type, event_name, event_at, received_at, source) "
+        "values ('x', 'track', 'x', now(), now(), 'collector')",
+        "select * from marts.orders",
+        "delete from ml.scores",
+    ):
         _refused(triggers, statement)
 
     # Audience: audience_inputs and nothing else (dbt re-grants the view on each build).
@@ -198,7 +220,7 @@ def test_compose_needs_real_secrets_and_gives_each_service_only_its_own():
         ):  # the one-off that creates roles: the only superuser client
             assert not url.startswith("postgresql://pulse:"), name
             assert SECRETS["POSTGRES_PASSWORD"] not in str(env), name
-        if name in ("collector", "feature-server"):
+        if name in ("collector", "feature-server", "triggers"):
             assert not any(key.startswith("AIRFLOW") for key in env), name
             assert SECRETS["AIRFLOW_FERNET_KEY"] not in str(env) and SECRETS[
                 "PIPELINE_DB_PASSWORD"
@@ -207,6 +229,14 @@ def test_compose_needs_real_secrets_and_gives_each_service_only_its_own():
     assert services["collector"]["environment"]["PULSE_DATABASE_URL"].startswith(
         "postgresql://pulse_svc_collector:"
     )
+    # Triggers run in their own service, as their own login, not in the collector's process.
+    assert services["collector"]["environment"]["PULSE_TRIGGERS_ENABLED"] == "false"
+    assert services["triggers"]["command"] == ["pulse", "triggers", "run"]
+    assert services["triggers"]["environment"]["PULSE_DATABASE_URL"].startswith(
+        "postgresql://pulse_svc_triggers:"
+    )
+    assert SECRETS["TRIGGERS_DB_PASSWORD"] not in str(services["collector"]["environment"])
+    assert "PULSE_WRITE_KEY" not in services["triggers"]["environment"]
     assert "PULSE_WRITE_KEY" not in services["airflow-scheduler"]["environment"]
     assert "PULSE_READ_KEY" not in services["feature-server"]["environment"]
     assert {login.name for login in LOGINS} <= {

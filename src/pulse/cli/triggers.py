@@ -1,4 +1,4 @@
-"""`pulse triggers`: real-time triggered campaigns (list, sync, pause, resume, readout)."""
+"""`pulse triggers`: real-time triggered campaigns (run, list, sync, pause, resume, readout)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,40 @@ from pulse.config import get_settings
 triggers_app = typer.Typer(
     help="Real-time triggered campaigns (campaigns/triggers/*.yml).", no_args_is_help=True
 )
+
+
+@triggers_app.command("run")
+def triggers_run(
+    consumer: str = typer.Option("worker", help="Stream position name (one evaluator per name at a time)."),
+    dispatch: bool = typer.Option(True, help="Also fire due timers (--no-dispatch: evaluation only)."),
+    nice: int = typer.Option(
+        10, min=0, max=19, help="CPU priority below the collector's (0: the same): requests come first."
+    ),
+) -> None:
+    """The trigger worker: evaluate the events the collector commits and fire due timers, until stopped.
+    `pulse serve` starts one itself unless PULSE_TRIGGERS_ENABLED=false."""
+    import logging
+    import signal
+
+    from pulse.triggers.stream import StreamNotReady
+    from pulse.triggers.worker import TriggerWorker
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os
+
+    if nice:
+        os.nice(nice)
+    worker = TriggerWorker(get_settings(), consumer=consumer, dispatch=dispatch)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    console.print(
+        f"trigger worker ({consumer}): evaluating committed events{', firing due timers' if dispatch else ''}"
+    )
+    try:
+        worker.run()
+    except StreamNotReady as error:
+        _fail(str(error))
 
 
 @triggers_app.command("list")
@@ -55,7 +89,7 @@ def _set_trigger_status(name: str, status: str) -> None:
         set_status(get_settings(), name, status)
     except UnknownTrigger as error:
         _fail(str(error))
-    console.print(f"{name}: {status} (the collector sees it within seconds)")
+    console.print(f"{name}: {status} (the trigger worker sees it within seconds)")
 
 
 @triggers_app.command("pause")

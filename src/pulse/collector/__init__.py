@@ -13,12 +13,27 @@ LIMIT_CONCURRENCY = 200  # connections per worker; each holds at most one 4 MB b
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "warning") -> None:
     """Run the collector with uvicorn until interrupted. Settings come from the environment.
 
-    Raises `UnsafeToServe` (before binding) on a non-loopback address without real keys."""
-    import uvicorn
-
+    Raises `UnsafeToServe` (before binding) on a non-loopback address without real keys. With
+    PULSE_TRIGGERS_ENABLED (the default), runs the trigger worker (`pulse triggers run`) beside it."""
     from pulse.config import get_settings
 
-    check_safe_to_serve(host, get_settings())
+    settings = get_settings()
+    check_safe_to_serve(host, settings)
+    # Triggers: evaluation and firing in a worker process of their own, so requests only commit events.
+    supervisor = None
+    if settings.triggers_enabled:
+        from pulse.triggers.service import WorkerSupervisor
+
+        supervisor = WorkerSupervisor().start()
+    try:
+        _run_uvicorn(host, port, workers, log_level)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
 
     uvicorn.run(
         "pulse.collector.app:create_app",

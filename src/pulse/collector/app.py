@@ -59,7 +59,6 @@ from pulse.events.load import Rejection, ensure_raw_tables
 from pulse.events.pii import maybe_pii
 from pulse.features.realtime import RealtimePusher
 from pulse.scoring.api import SCORES_PREFIX, score_routes
-from pulse.triggers.service import TriggerService
 
 log = logging.getLogger(__name__)
 
@@ -511,8 +510,7 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
     """The collector as an ASGI app (uvicorn: `pulse.collector.app:create_app`, factory)."""
     settings = settings or get_settings()
     realtime = RealtimePusher(settings)  # post-commit hook: real-time features to Feast, batched
-    triggers = TriggerService(settings, realtime) if settings.triggers_enabled else None
-    collector = Collector(settings, [*hooks, realtime, *([triggers.hook] if triggers else [])])
+    collector = Collector(settings, [*hooks, realtime])
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -521,8 +519,6 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
             await asyncio.wait_for(asyncio.to_thread(_warm_up_realtime, settings), WARM_UP_SECONDS)
         except TimeoutError:
             log.warning("real-time warm-up still running after %g s; serving anyway", WARM_UP_SECONDS)
-        if triggers:  # re-evaluates what a crash left unevaluated, then fires due timers
-            await asyncio.to_thread(triggers.start)
         collector.writer.start()
         watcher = asyncio.create_task(collector.watch_database())
         realtime.start()
@@ -543,8 +539,6 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
             collector.parsers.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(collector.writer.close)
             await asyncio.to_thread(realtime.close)
-            if triggers:
-                await asyncio.to_thread(triggers.close)
 
     routes = [
         Route("/v1/{call:str}", collector.handle, methods=["POST"]),
@@ -553,5 +547,4 @@ def create_app(settings: Settings | None = None, hooks: Sequence[Hook] = ()) -> 
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_BrowserCors)])
     app.state.collector = collector
-    app.state.triggers = triggers
     return app

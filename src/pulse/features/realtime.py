@@ -163,6 +163,13 @@ class RealtimeAggregator:
             "last_viewed_category": state.last_viewed_category,
         }
 
+    def features(self, customer: str, as_of: datetime) -> dict[str, Any] | None:
+        """The customer's real-time features (for trigger conditions), or None if unseen."""
+        if customer not in self.states:
+            return None
+        row = self.row(customer, as_of)
+        return {k: v for k, v in row.items() if k not in ("customer_id", "event_timestamp")}
+
     def frame(self, customers: Iterable[str], as_of: datetime | None = None) -> pd.DataFrame:
         """Rows for `customers`, ready for `FeatureStore.push`. `as_of` (default now) is the push time, so
         every push of a customer is newer than the one before (the Redis store skips rows that are not)."""
@@ -223,14 +230,6 @@ class RealtimePusher:
                 self._dirty[customer] = None
         if touched:
             self._wake.set()
-
-    def snapshot(self, customer: str) -> dict[str, Any] | None:
-        """The customer's real-time features now (for trigger conditions), or None if unseen."""
-        with self._lock:
-            if customer not in self.aggregator.states:
-                return None
-            row = self.aggregator.row(customer, datetime.now(UTC))
-        return {k: v for k, v in row.items() if k not in ("customer_id", "event_timestamp")}
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> RealtimePusher:

@@ -22,12 +22,30 @@ create table if not exists raw.events (
 -- Added after the first release (kept additive so existing warehouses upgrade in place):
 alter table raw.events add column if not exists previous_id text;         -- alias calls: the old id
 alter table raw.events add column if not exists original_at timestamptz;  -- client clock, before skew correction
+-- The writing transaction's id, so the trigger worker reads each committed collector event once, in
+-- commit-safe order (pulse.triggers.stream). Added without a default first (no rewrite of existing rows;
+-- theirs stay null: the worker starts at its first run), then every new row takes its transaction's id.
+-- Checked in the catalog first, so a warehouse that has it takes no table lock here.
+do $$
+begin
+    if not exists (select 1 from pg_attribute where attrelid = 'raw.events'::regclass
+                   and attname = 'xact_id' and not attisdropped) then
+        alter table raw.events add column xact_id xid8;
+    end if;
+    if not exists (select 1 from pg_attrdef d join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum
+                   where d.adrelid = 'raw.events'::regclass and a.attname = 'xact_id') then
+        alter table raw.events alter column xact_id set default pg_current_xact_id();
+    end if;
+end
+$$;
 -- raw.events' columns without its rows: what writers copy the shape of for their staging temp table, so
 -- a role that may only INSERT into raw.events (pulse_collector) needs to read nothing else. Replaced on
 -- every `pulse up`, after the columns above, so it follows raw.events.
 create or replace view raw.events_shape as select * from raw.events where false;
 create index if not exists events_event_at_idx on raw.events (event_at);
 create index if not exists events_loaded_at_idx on raw.events (loaded_at);
+-- The trigger worker's reads: only the collector's rows (a bulk file load adds nothing to it).
+create index if not exists events_xact_idx on raw.events (xact_id) where source = 'collector';
 
 -- Deletions from raw.events (a retention job, a reload), logged by the triggers below so the next dbt
 -- build empties its incremental models and rebuilds them instead of keeping rows of events that are gone

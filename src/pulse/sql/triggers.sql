@@ -66,12 +66,14 @@ create table if not exists activation.trigger_signals (
 );
 create index if not exists trigger_signals_customer_idx on activation.trigger_signals (customer_id, event_at);
 
--- Where the stream evaluation got to (per collector process): on start, events committed since
--- (less a margin) are evaluated again, idempotently, so a kill -9 loses no entry or cancellation.
+-- Where the trigger worker's evaluation got to (pulse.triggers.stream): `position` is the snapshot of
+-- its last read, saved with the decisions of that read, so a kill -9 loses no entry or cancellation and
+-- a restart reads on from there; `processed_at` is when that read was saved.
 create table if not exists activation.trigger_stream (
     consumer     text primary key,
     processed_at timestamptz not null
 );
+alter table activation.trigger_stream add column if not exists position pg_snapshot;
 
 -- Lift per trigger: treatment (fired) versus holdout (held out at the same moment), conversion within
 -- the trigger's outcome window after the due time, for cohorts whose window has passed.

@@ -1,8 +1,9 @@
 """Firing due timers: claim, send to the trigger's destination, record, in one transaction.
 
 `Dispatcher.run_once` claims due `pending` timers (`fire_at <= now()`) with `FOR UPDATE SKIP LOCKED`, so
-any number of dispatchers (collector workers, restarts) never claim the same timer; the rows stay locked
-while their batch is sent and are marked in the same transaction. Holdout timers are marked `held_out`
+any number of dispatchers (trigger workers, restarts) never claim the same timer; the rows stay locked
+while their batch is sent and are marked in the same transaction: one statement per batch marks every
+timer and writes its log row, whatever the outcomes (set-based: arrays in, no statement per timer). Holdout timers are marked `held_out`
 and sent nowhere; timers of a paused or deleted trigger `suppressed`; treatment timers go to the
 destination (activation's `Destination` interface: one request per trigger and batch, each row with its
 timer key as idempotency key) and become `fired` or, after `max_attempts`, `failed`.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from pulse.triggers.definitions import TriggerDefinition
@@ -39,15 +41,44 @@ MAX_ATTEMPTS = 5  # sends of one timer before it is `failed`
 RETRY_DELAY = timedelta(seconds=5)  # first retry; doubles per attempt
 
 _CLAIM = sa.text(
-    """select t.timer_key, t.trigger_name, t.customer_id, t.entry_event_id, t.fire_at, t."group",
-              t.payload, t.attempts, d.definition, d.status as trigger_status
-         from activation.trigger_timers t
-         left join activation.trigger_definitions d using (trigger_name)
-        where t.status = 'pending' and t.fire_at <= :now
-        order by t.fire_at
+    """select timer_key, trigger_name, customer_id, entry_event_id, "group", payload::text as payload, attempts
+         from activation.trigger_timers
+        where status = 'pending' and fire_at <= :now
+        order by fire_at
         limit :limit
-        for update of t skip locked"""
+        for update skip locked"""
 )
+_DEFINITIONS = sa.text(
+    "select trigger_name, definition, status from activation.trigger_definitions "
+    "where trigger_name = any(:names)"
+)
+# Every outcome of a batch in one statement: the timers marked (a retry goes back to pending, later)
+# and, by the same statement, their log rows in activation.trigger_events.
+_SETTLE = sa.text(
+    """with u as (
+           select * from unnest(cast(:key as text[]), cast(:status as text[]), cast(:action as text[]),
+                                cast(:http as integer[]), cast(:reason as text[]), cast(:delay as float8[]))
+               as u(key, status, action, http, reason, delay)
+       ), marked as (
+           update activation.trigger_timers t
+              set status = case when u.status = 'retry' then 'pending' else u.status end,
+                  done_at = case when u.status = 'retry' then null else clock_timestamp() end,
+                  attempts = t.attempts + (case when u.status in ('fired', 'failed', 'retry') then 1 else 0 end),
+                  http_status = u.http,
+                  error = case when u.status in ('failed', 'retry') then u.reason end,
+                  fire_at = case when u.status = 'retry' then now() + make_interval(secs => u.delay)
+                                 else t.fire_at end
+             from u where t.timer_key = u.key
+           returning t.timer_key, t.trigger_name, t.customer_id, t.entry_event_id, u.status, u.action, u.reason,
+                     u.http
+       )
+       insert into activation.trigger_events (timer_key, trigger_name, customer_id, entry_event_id, action,
+              reason, http_status)
+       select timer_key, trigger_name, customer_id, entry_event_id, action, reason, http
+         from marked where status <> 'retry'
+       on conflict (timer_key, action) do nothing"""
+)
+_decode = msgspec.json.Decoder().decode
 
 
 @dataclass
@@ -93,33 +124,45 @@ class Dispatcher:
             by_trigger: dict[str, list] = defaultdict(list)
             for row in rows:
                 by_trigger[row["trigger_name"]].append(row)
+            definitions = {
+                name: (document, status)
+                for name, document, status in conn.execute(_DEFINITIONS, {"names": list(by_trigger)})
+            }
+            settled: list[tuple[Any, str, str, int | None, str | None, float]] = []
             for trigger, timers in by_trigger.items():
-                self._settle(conn, trigger, timers)
+                settled += self._settle(conn, definitions.get(trigger), timers)
+            keys = [(t["timer_key"], *rest) for t, *rest in settled]
+            columns = ("key", "status", "action", "http", "reason", "delay")
+            conn.execute(_SETTLE, {name: [k[i] for k in keys] for i, name in enumerate(columns)})
         self.stats.cycles += 1
         return len(rows)
 
-    def _settle(self, conn, trigger: str, timers: list) -> None:
-        first = timers[0]
-        if first["definition"] is None or first["trigger_status"] != "active":
-            why = "the trigger was deleted" if first["definition"] is None else "the trigger is paused"
-            self._mark(conn, timers, "suppressed", "suppressed_paused", why)
+    def _settle(self, conn, definition: tuple[dict, str] | None, timers: list) -> list:
+        """(timer, status, log action, http status, reason, retry delay) of each timer."""
+        if definition is None or definition[1] != "active":
+            why = "the trigger was deleted" if definition is None else "the trigger is paused"
             self.stats.suppressed += len(timers)
-            return
-        holdout = [t for t in timers if t["group"] == "holdout"]
+            return [(t, "suppressed", "suppressed_paused", None, why, 0.0) for t in timers]
+        out = [
+            (t, "held_out", "held_out", None, "holdout group: recorded, not sent", 0.0)
+            for t in timers
+            if t["group"] == "holdout"
+        ]
+        self.stats.held_out += len(out)
         treatment = [t for t in timers if t["group"] == "treatment"]
-        if holdout:
-            self._mark(conn, holdout, "held_out", "held_out", "holdout group: recorded, not sent")
-            self.stats.held_out += len(holdout)
         if treatment:
-            self._send(conn, TriggerDefinition.from_document(first["definition"]), treatment)
+            out += self._send(conn, TriggerDefinition.from_document(definition[0]), treatment)
+        return out
 
-    def _send(self, conn, definition: TriggerDefinition, timers: list) -> None:
+    def _send(self, conn, definition: TriggerDefinition, timers: list) -> list:
         from pulse.activation.delivery import DeliveryStats, RetryPolicy, send_batch
-        from pulse.activation.destinations import Record
+        from pulse.activation.destinations import Outcome, Record
         from pulse.activation.runlog import record_outcomes
 
         records = [
-            Record(t["timer_key"], t["customer_id"], "add", {"event": "Trigger Fired", **t["payload"]})
+            Record(
+                t["timer_key"], t["customer_id"], "add", {"event": "Trigger Fired", **_decode(t["payload"])}
+            )
             for t in timers
         ]
         stats = DeliveryStats()
@@ -135,42 +178,29 @@ class Dispatcher:
                 # payload): the webhook's `events` mode renders audience changes as Segment track calls.
                 outcomes += send_batch(destination, chunk, f"{batch_key}.{start}", "mirror", policy, stats)
         except Exception as error:  # noqa: BLE001 - a missing URL, a bad secret: every row failed alike
-            from pulse.activation.destinations import Outcome
-
             outcomes = [Outcome(r.key, False, None, f"{type(error).__name__}: {error}") for r in records]
         by_key = {o.key: o for o in outcomes}
         run_id = self._run(conn, definition)
         record_outcomes(conn, run_id, records, outcomes)
-        fired, failed, retry = [], [], []
+        out, fired, failed, retried = [], 0, 0, 0
         for t in timers:
-            outcome = by_key[t["timer_key"]]
-            if outcome.accepted:
-                fired.append((t, outcome))
-            elif (
-                outcome.http_status is None or outcome.http_status == 429 or outcome.http_status >= 500
-            ) and (t["attempts"] + 1 < MAX_ATTEMPTS):
-                retry.append((t, outcome))
+            o = by_key[t["timer_key"]]
+            if o.accepted:
+                out.append((t, "fired", "fired", o.http_status, o.error, 0.0))
+                fired += 1
+            elif (o.http_status is None or o.http_status == 429 or o.http_status >= 500) and (
+                t["attempts"] + 1 < MAX_ATTEMPTS
+            ):
+                delay = (RETRY_DELAY * 2 ** t["attempts"]).total_seconds()
+                out.append((t, "retry", "retry", o.http_status, o.error, delay))
+                retried += 1
             else:
-                failed.append((t, outcome))
-        self._mark_outcomes(conn, fired, "fired", "fired")
-        self._mark_outcomes(conn, failed, "failed", "failed")
-        for t, outcome in retry:
-            conn.execute(
-                sa.text(
-                    "update activation.trigger_timers set attempts = attempts + 1, http_status = :http, "
-                    "error = :error, fire_at = now() + :delay where timer_key = :key"
-                ),
-                {
-                    "http": outcome.http_status,
-                    "error": outcome.error,
-                    "delay": RETRY_DELAY * 2 ** t["attempts"],
-                    "key": t["timer_key"],
-                },
-            )
+                out.append((t, "failed", "failed", o.http_status, o.error, 0.0))
+                failed += 1
         counts = self._runs[definition.name][2]
         counts["sent"] += len(records)
-        counts["accepted"] += len(fired)
-        counts["rejected"] += len(failed) + len(retry)
+        counts["accepted"] += fired
+        counts["rejected"] += failed + retried
         counts["retried"] += stats.retried
         conn.execute(
             sa.text(
@@ -179,45 +209,10 @@ class Dispatcher:
             ),
             {**counts, "run_id": self._runs[definition.name][0]},
         )
-        self.stats.fired += len(fired)
-        self.stats.failed += len(failed)
-        self.stats.retried += len(retry)
-
-    def _mark(self, conn, timers: list, status: str, action: str, reason: str) -> None:
-        self._mark_outcomes(conn, [(t, None) for t in timers], status, action, reason)
-
-    @staticmethod
-    def _mark_outcomes(conn, pairs: list, status: str, action: str, reason: str | None = None) -> None:
-        if not pairs:
-            return
-        columns: dict[str, list] = defaultdict(list)
-        for t, outcome in pairs:
-            columns["key"].append(t["timer_key"])
-            columns["trigger"].append(t["trigger_name"])
-            columns["customer"].append(t["customer_id"])
-            columns["entry"].append(t["entry_event_id"])
-            columns["http"].append(outcome.http_status if outcome else None)
-            columns["reason"].append((outcome.error if outcome else None) or reason)
-        conn.execute(
-            sa.text(
-                "update activation.trigger_timers t set status = :status, done_at = clock_timestamp(), "
-                "attempts = t.attempts + (case when :status in ('fired', 'failed') then 1 else 0 end), "
-                "http_status = u.http, error = case when :status = 'failed' then u.reason end "
-                "from unnest(cast(:key as text[]), cast(:http as integer[]), cast(:reason as text[])) "
-                "as u(key, http, reason) where t.timer_key = u.key"
-            ),
-            {"status": status, "key": columns["key"], "http": columns["http"], "reason": columns["reason"]},
-        )
-        conn.execute(
-            sa.text(
-                "insert into activation.trigger_events (timer_key, trigger_name, customer_id, entry_event_id, "
-                "action, reason, http_status) select u.key, u.trigger, u.customer, u.entry, :action, u.reason, u.http "
-                "from unnest(cast(:key as text[]), cast(:trigger as text[]), cast(:customer as text[]), "
-                "cast(:entry as text[]), cast(:reason as text[]), cast(:http as integer[])) "
-                "as u(key, trigger, customer, entry, reason, http) on conflict (timer_key, action) do nothing"
-            ),
-            {"action": action, **columns},
-        )
+        self.stats.fired += fired
+        self.stats.failed += failed
+        self.stats.retried += retried
+        return out
 
     def _destination(self, definition: TriggerDefinition):
         from pulse.activation.destinations import create

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -13,6 +14,7 @@ from pulse.config import Settings
 from pulse.db import engine, warehouse_url
 from pulse.triggers.definitions import TriggerDefinition, load_definitions, triggers_dir
 from pulse.triggers.engine import ensure_trigger_tables
+from pulse.triggers.stream import start_stream
 
 
 def sync_triggers(settings: Settings, folder: Path | None = None) -> list[TriggerDefinition]:
@@ -34,6 +36,8 @@ def sync_triggers(settings: Settings, folder: Path | None = None) -> list[Trigge
                 ).bindparams(sa.bindparam("definition", type_=JSONB)),
                 {"name": d.name, "description": d.description, "definition": d.to_document(), "now": now},
             )
+    with psycopg.connect(warehouse_url(settings), autocommit=True) as conn:
+        start_stream(conn)  # the worker evaluates what is committed from now on, wherever it starts
     return definitions
 
 
@@ -95,7 +99,7 @@ class UnknownTrigger(LookupError):
 
 
 def set_status(settings: Settings, name: str, status: str) -> None:
-    """Pause or resume a trigger (the collector's engine and dispatcher see it within seconds)."""
+    """Pause or resume a trigger (the trigger worker sees it within seconds)."""
     ensure_trigger_tables(warehouse_url(settings))
     with engine(settings).begin() as conn:
         updated = conn.execute(

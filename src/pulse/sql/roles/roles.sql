@@ -4,7 +4,8 @@
 --   pulse_collector  INSERT into raw.events / raw.events_rejected, nothing else (it reads no row)
 --   pulse_transform  the pipeline: dbt, Feast, train, score, audiences, syncs, forget
 --   pulse_scoring    the scoring API: read ml and the online store (and Feast's registry)
---   pulse_triggers   the collector's trigger engine: its activation tables, scores and consent
+--   pulse_triggers   the trigger worker: reads committed collector events (the columns it evaluates),
+--                    its activation tables, scores and consent
 --   pulse_audience   marketing tools: read audiences.audience_inputs only
 do $$
 declare
@@ -83,7 +84,10 @@ alter default privileges for role pulse_transform in schema ml, feast_online, pu
 
 -- pulse_triggers: its own tables (activation.trigger_*, sync_runs rows of its sends), scores; dbt grants
 -- marts.customers and marts.customer_consent on each build (macro grant_select_if_role_exists).
-grant usage on schema activation, ml to pulse_triggers;
+grant usage on schema activation, ml, raw to pulse_triggers;
+-- The trigger worker reads the collector's events: the columns it evaluates, not traits or device ids.
+grant select (event_id, event_type, event_name, user_id, event_at, received_at, properties, context, source,
+              loaded_at, xact_id) on raw.events to pulse_triggers;
 grant select on ml.scores, ml.model_runs to pulse_triggers;
 do $$
 declare
