@@ -57,7 +57,7 @@ def test_killed_sync_resumes_without_resending_acknowledged_rows(settings, tmp_p
         )
         try:
             assert fake.held.wait(120), "the sync never reached the destination"
-            # Checkpoints are written beside the sending (engine._InBackground): kill once the first
+            # Checkpoints are written beside the sending (checkpoint.InBackground): kill once the first
             # answered batch is in the log, as a kill later in a long sync would find it.
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and _checkpointed(settings) < 10:
@@ -74,8 +74,8 @@ def test_killed_sync_resumes_without_resending_acknowledged_rows(settings, tmp_p
         assert len(fake.applied) == 40 + 15 + 60 and set(fake.applied.values()) == {1}
         assert fake.members == set(second)
         # Resent at most: the 2 batches in flight and those answered but not yet checkpointed (one
-        # waiting, one being written: engine._InBackground).
-        assert fake.duplicates <= (2 + 2) * 10
+        # waiting, two being written: checkpoint.InBackground).
+        assert fake.duplicates <= (2 + 3) * 10
 
         with engine(settings).connect() as conn:
             runs = conn.execute(

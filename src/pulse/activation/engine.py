@@ -2,7 +2,7 @@
 batches, log every row.
 
 1. Plan (one SQL statement, into `activation.sync_plan`): the audience's treatment members (never the
-   holdout) with their mapped fields, against `activation.sync_state` (what the destination holds after
+   holdout), merge-joined on customer_id with `activation.sync_state` (what the destination holds after
    the last accepted change). Adds, removes, updates (upsert mode: changed fields), and rows skipped for
    consent or for lacking the identifier the destination matches on. A customer who no longer has the
    required consent but is at the destination is removed. Dead-lettered rows (rejected
@@ -10,12 +10,12 @@ batches, log every row.
    rows rejected fewer times are planned again: carried into the next run by the diff itself.
 2. Send (`pulse.activation.delivery`): batches of `batch_size` under the destination's rate limit and
    concurrency.
-3. Checkpoint each batch in one transaction: its `sync_records` rows, the accepted rows into
-   `sync_state`, the rejected ones into `sync_failures`, on a writer thread beside the sending (the
-   warehouse's work overlaps the next requests; one answered batch waits at most). A sync killed midway
-   resends at most the batches in flight or answered but not yet checkpointed (concurrency + 2); the
-   next run's diff plans exactly those again, under the same idempotency keys (sync, customer,
-   operation, version, fields), so a resent row is harmless.
+3. Checkpoint each batch in one transaction (`pulse.activation.checkpoint`): its `sync_records` rows,
+   the accepted rows into `sync_state`, the rejected ones into `sync_failures`, on two writer threads
+   beside the sending (the warehouse's work overlaps the next requests; one answered batch waits at
+   most). A sync killed midway resends at most the batches in flight or answered but not yet
+   checkpointed (concurrency + 3); the next run's diff plans exactly those again, under the same
+   idempotency keys (sync, customer, operation, version, fields), so a resent row is harmless.
 
 One run of a sync at a time (a PostgreSQL advisory lock held by the run's session; a killed run's lock
 goes with its connection).
@@ -24,10 +24,8 @@ goes with its connection).
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,8 +33,9 @@ import msgspec
 import sqlalchemy as sa
 
 from pulse.activation import runlog
+from pulse.activation.checkpoint import Checkpoint, InBackground
 from pulse.activation.delivery import DeliveryStats, RetryPolicy, deliver
-from pulse.activation.destinations import Outcome, Record, create, destination_class
+from pulse.activation.destinations import Record, create, destination_class
 from pulse.activation.syncs import SyncDefinition, load_syncs, store_syncs, syncs_dir
 from pulse.config import Settings, get_settings
 from pulse.db import engine
@@ -259,164 +258,6 @@ def _batches(
         yield hashlib.sha256("\n".join(r.key for r in records).encode()).hexdigest()[:32], records
 
 
-class _Checkpoint:
-    """Called per completed batch: its records, state and failures in one transaction."""
-
-    def __init__(self, settings: Settings, sync: SyncDefinition, run_id: str, counts: runlog.RunCounts):
-        self.engine, self.sync, self.run_id, self.counts = engine(settings), sync, run_id, counts
-        self.max_failures = settings.activation_max_row_failures
-        self.ranges: dict[str, tuple[int, int]] = {}  # filled by _batches
-
-    def __call__(self, batch: list[Record], outcomes: list[Outcome]) -> None:
-        accepted = [o for o in outcomes if o.accepted]
-        rejected = [o for o in outcomes if not o.accepted]
-        params = {"sync": self.sync.name, "run": self.run_id}
-        # The batch's rows are plan rows first..last by seq, in order: a record's plan row is its seq.
-        first, last = self.ranges.pop(batch[0].key)
-        seq_of = {r.key: first + i for i, r in enumerate(batch)} if len(outcomes) != len(accepted) else {}
-        with self.engine.begin() as conn:
-            by_answer: dict[tuple, list[Outcome]] = {}
-            for o in accepted:
-                by_answer.setdefault((o.http_status, o.attempts, o.last_attempt_at), []).append(o)
-            for (http, attempts, at), rows in by_answer.items():
-                answer = {**params, "http": http, "attempts": attempts, "at": at}
-                if len(by_answer) == 1 and len(rows) == len(batch):
-                    # The whole batch accepted in one answer (the usual case): its plan rows by seq range.
-                    conn.execute(_ACCEPT_RANGE_SQL, {**answer, "lo": first, "hi": last})
-                else:
-                    if not seq_of:
-                        seq_of = {r.key: first + i for i, r in enumerate(batch)}
-                    seqs = ",".join(str(seq_of[o.key]) for o in rows)
-                    conn.execute(_ACCEPT_SEQS_SQL, {**answer, "seqs": seqs})
-            dead: list[str] = []
-            if rejected:
-                runlog.record_outcomes(conn, self.run_id, batch, rejected)
-                failed = conn.execute(
-                    _FAIL_SQL,
-                    {
-                        **params,
-                        "seqs": [seq_of[o.key] for o in rejected],
-                        "errors": [o.error for o in rejected],
-                        "max": self.max_failures,
-                    },
-                ).all()
-                dead_customers = {c for c, is_dead in failed if is_dead}
-                dead = [r.key for r in batch if r.customer_id in dead_customers]
-                if dead:
-                    conn.execute(
-                        sa.text(
-                            "update activation.sync_records set status = 'dead_letter' "
-                            "where run_id = :run and record_key = any(:keys)"
-                        ),
-                        {"run": self.run_id, "keys": dead},
-                    )
-            conn.execute(
-                sa.text(
-                    "update activation.sync_runs set sent = sent + :n, accepted = accepted + :a, "
-                    "rejected = rejected + :r, dead_lettered = dead_lettered + :d where run_id = :run"
-                ),
-                {
-                    "run": self.run_id,
-                    "n": len(outcomes),
-                    "a": len(accepted),
-                    "r": len(rejected),
-                    "d": len(dead),
-                },
-            )
-        self.counts.sent += len(outcomes)
-        self.counts.accepted += len(accepted)
-        self.counts.rejected += len(rejected)
-        self.counts.dead_lettered += len(dead)
-
-
-class _InBackground:
-    """Runs the checkpoint on its own thread and connection, so writing one batch's log overlaps sending
-    the next ones (the warehouse works on another core). At most `depth` answered batches wait; `close`
-    writes every batch answered so far, then re-raises the writer's error if it had one."""
-
-    def __init__(self, checkpoint: _Checkpoint, depth: int = 1):
-        self.checkpoint = checkpoint
-        self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._write, name="pulse-checkpoint", daemon=True)
-        self.thread.start()
-
-    def _write(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.checkpoint(*item)
-                except BaseException as error:  # re-raised by the delivering thread
-                    self.error = error
-
-    def __call__(self, batch: Sequence[Record], outcomes: list[Outcome]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((batch, outcomes))
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-# Accepted rows are copied from the plan in SQL: binding 10,000-element arrays per column cost more than
-# the rest of a batch's delivery. {done} selects the batch's accepted plan rows.
-_ACCEPT_SQL = """
-with done as ({done}),
-logged as (
-    insert into activation.sync_records
-        (run_id, record_key, customer_id, operation, status, http_status, error, attempts, last_attempt_at)
-    select :run, record_key, customer_id, operation, 'accepted', :http, null, :attempts, :at from done
-    on conflict (run_id, record_key) do update set status = excluded.status,
-        http_status = excluded.http_status, error = null, attempts = excluded.attempts,
-        last_attempt_at = excluded.last_attempt_at
-),
-cleared as (
-    delete from activation.sync_failures f using done
-    where f.sync_name = :sync and f.customer_id = done.customer_id
-)
-insert into activation.sync_state (sync_name, customer_id, is_present, fingerprint, fields, version, updated_at)
-select :sync, customer_id, operation <> 'remove', fingerprint, fields, 1, now() from done
-on conflict (sync_name, customer_id) do update set is_present = excluded.is_present,
-    fingerprint = excluded.fingerprint, fields = excluded.fields, version = sync_state.version + 1,
-    updated_at = excluded.updated_at
-"""
-_ACCEPT_RANGE_SQL = sa.text(
-    _ACCEPT_SQL.format(
-        done="select * from activation.sync_plan p where p.run_id = :run and p.seq between :lo and :hi "
-        "and p.skip_reason is null"
-    )
-)
-# Some rows of the batch: one primary key lookup each (a LIMIT keeps the planner from hashing the whole
-# plan for each batch: sync_plan is rewritten every run and its statistics are rarely current).
-_BY_SEQ = "cross join lateral (select * from activation.sync_plan p where p.run_id = :run and p.seq = k.seq limit 1) p"
-_ACCEPT_SEQS_SQL = sa.text(
-    _ACCEPT_SQL.format(
-        done="select p.* from unnest(cast(string_to_array(:seqs, ',') as bigint[])) as k(seq) " + _BY_SEQ
-    )
-)
-
-_FAIL_SQL = sa.text("""
-insert into activation.sync_failures as f
-    (sync_name, customer_id, operation, fingerprint, failures, last_error, last_run_id, is_dead)
-select :sync, p.customer_id, p.operation, p.fingerprint, 1, k.error, :run, 1 >= :max
-from unnest(cast(:seqs as bigint[]), cast(:errors as text[])) as k(seq, error)
-cross join lateral (
-    select * from activation.sync_plan p where p.run_id = :run and p.seq = k.seq limit 1
-) p
-on conflict (sync_name, customer_id) do update set
-    failures = case when (f.operation, f.fingerprint) = (excluded.operation, excluded.fingerprint)
-                    then f.failures + 1 else 1 end,
-    is_dead = case when (f.operation, f.fingerprint) = (excluded.operation, excluded.fingerprint)
-                   then f.failures + 1 else 1 end >= :max,
-    operation = excluded.operation, fingerprint = excluded.fingerprint, last_error = excluded.last_error,
-    last_run_id = excluded.last_run_id
-returning f.customer_id, f.is_dead
-""")
-
-
 def run_sync(
     sync: SyncDefinition,
     settings: Settings | None = None,
@@ -483,8 +324,8 @@ def _run_locked(sync, settings, dry_run, policy, started) -> SyncResult:
                     hidden = [Record(r.key, _hash_id(r.customer_id), r.operation, r.fields) for r in batch]
                     previews.append(destination.preview(hidden, key, sync.mode))
         else:
-            writer = _Checkpoint(settings, sync, run_id, counts)
-            checkpoint = _InBackground(writer)
+            writer = Checkpoint(settings, sync, run_id, counts)
+            checkpoint = InBackground(writer)
             stats = DeliveryStats()
             destination.start(run_id)
             ok = False
