@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import yaml
@@ -408,28 +411,38 @@ def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Pa
     """One CSV per audience of its treatment members (never the holdout) with hashed emails."""
     settings = settings or get_settings()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     with engine(settings).connect() as conn:
         names = (
             conn.execute(sa.text("select audience_name from audiences.audience_definitions order by 1"))
             .scalars()
             .all()
         )
-        for name in names:
-            rows = conn.execute(
-                sa.text(
-                    """select m.customer_id, i.email_sha256, m.member_rank, m.recommended_category
-                    from audiences.audience_members m
-                    left join audiences.audience_inputs i using (customer_id)
-                    where m.audience_name = :a and m."group" = 'treatment' order by m.member_rank"""
-                ),
-                {"a": name},
-            ).all()
-            path = out_dir / f"{name}.csv"
-            with path.open("w", newline="") as handle:
-                writer = SafeCsvWriter(handle)
-                writer.writerow(["customer_id", "email_sha256", "rank", "recommended_category"])
-                writer.writerows(rows)
-            paths.append(path)
+        # `audience_inputs` is a view over the latest scores: computed once here (materialized), since
+        # a join the planner nests (tables not analyzed yet) would compute it again for every member.
+        members = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+            sa.text(
+                """with inputs as materialized (select customer_id, email_sha256 from audiences.audience_inputs)
+                select m.audience_name, m.customer_id, i.email_sha256, m.member_rank, m.recommended_category
+                from audiences.audience_members m
+                left join inputs i using (customer_id)
+                where m."group" = 'treatment' and m.audience_name = any(:names)
+                order by m.audience_name, m.member_rank"""
+            ),
+            {"names": list(names)},
+        )
+        written = set()
+        for audience, rows in groupby(members, key=itemgetter(0)):
+            _write_export(out_dir / f"{audience}.csv", (row[1:] for row in rows))
+            written.add(audience)
+    for name in set(names) - written:
+        _write_export(out_dir / f"{name}.csv", [])
+    paths = [out_dir / f"{name}.csv" for name in names]
     record_export(out_dir, "audience export", settings)
     return paths
+
+
+def _write_export(path: Path, rows: Iterable[Sequence[Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = SafeCsvWriter(handle)
+        writer.writerow(["customer_id", "email_sha256", "rank", "recommended_category"])
+        writer.writerows(rows)
