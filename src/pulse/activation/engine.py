@@ -156,6 +156,14 @@ where not exists (
       and f.fingerprint = x.fingerprint and f.operation = x.operation)
 """
 
+_ANALYZE_STALE_STATE = sa.text("""
+do $$ begin
+    if (select n_mod_since_analyze > 1000 + 0.1 * greatest(n_live_tup - n_mod_since_analyze, 0)
+        from pg_stat_user_tables where relid = 'activation.sync_state'::regclass) then
+        analyze activation.sync_state;
+    end if;
+end $$
+""")
 # Without consent signals to read, every member's consent is the same constant (no join per member).
 _CONSENT_SQL = """
 select d.*,
@@ -183,6 +191,9 @@ def plan(conn, sync: SyncDefinition, run_id: str, settings: Settings) -> runlog.
     has_consent = bool(
         conn.execute(sa.text("select to_regclass('marts.customer_consent') is not null")).scalar()
     )
+    # The state's statistics, when the last runs changed much of it since autovacuum last looked (a first
+    # run of 1M rows left them at "empty": the diff then read the state by bitmap and took 14 s, not 11).
+    conn.execute(_ANALYZE_STALE_STATE)
     # A million-row diff sorts both sides: in memory, not spilled in 4 MB runs; no JIT (seconds of
     # compiling for one statement).
     conn.execute(sa.text("set local work_mem = '256MB'"))
