@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="`pulse serve` runs the trigger worker (`pulse triggers run`: evaluates committed events, "
         "fires due timers) as a child process; false where the worker runs on its own (compose).",
     )
+    triggers_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU priority of the trigger worker below the collector's (nice; 0: the same).",
+    )
     triggers_poll_seconds: float = Field(
         default=0.1,
         gt=0,

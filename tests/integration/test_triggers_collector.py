@@ -1,10 +1,14 @@
-"""Triggers in a real collector process: kill -9 with pending timers, restart, each fires exactly once."""
+"""Triggers beside a real collector process (`pulse serve` runs the trigger worker): kill -9 with pending
+timers, restart, each fires exactly once; the worker restarted by serve, and stopping when serve is gone."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -100,3 +104,42 @@ def test_kill_9_with_pending_timers_fires_each_once_after_restart(settings, tmp_
     assert sorted(vendor.applied.values()) == [1] * (CUSTOMERS - 1)  # each timer key delivered once
     assert vendor.duplicates == 0
     assert "c0" not in vendor.members
+
+
+def _trigger_workers(parent: int) -> list[int]:
+    """Pids of `pulse triggers run` processes whose parent is `parent` (from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"triggers" in command and b"run" in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.e2e
+def test_serve_restarts_its_trigger_worker_and_the_worker_stops_with_it(settings, tmp_path):
+    collector = CollectorProcess({"PULSE_WRITE_KEY": KEY}, log_path=tmp_path / "collector.log").start()
+    try:
+        assert collector.process is not None
+        parent = collector.process.pid
+        first = _wait_for(lambda: _trigger_workers(parent), 20, "the trigger worker")[0]
+        os.kill(first, signal.SIGKILL)
+        second = _wait_for(lambda: [p for p in _trigger_workers(parent) if p != first], 20, "a new worker")[0]
+        os.kill(parent, signal.SIGKILL)  # the collector alone: its worker notices and stops
+        _wait_for(lambda: not _alive(second), 30, "the orphaned worker to stop")
+    finally:
+        collector.kill()

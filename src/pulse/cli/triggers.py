@@ -17,8 +17,8 @@ triggers_app = typer.Typer(
 def triggers_run(
     consumer: str = typer.Option("worker", help="Stream position name (one evaluator per name at a time)."),
     dispatch: bool = typer.Option(True, help="Also fire due timers (--no-dispatch: evaluation only)."),
-    nice: int = typer.Option(
-        10, min=0, max=19, help="CPU priority below the collector's (0: the same): requests come first."
+    nice: int | None = typer.Option(
+        None, min=0, max=19, help="CPU priority below the collector's (default PULSE_TRIGGERS_NICE, 10)."
     ),
 ) -> None:
     """The trigger worker: evaluate the events the collector commits and fire due timers, until stopped.
@@ -33,9 +33,11 @@ def triggers_run(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import os
 
+    settings = get_settings()
+    nice = settings.triggers_nice if nice is None else nice
     if nice:
-        os.nice(nice)
-    worker = TriggerWorker(get_settings(), consumer=consumer, dispatch=dispatch)
+        os.nice(nice)  # requests come first
+    worker = TriggerWorker(settings, consumer=consumer, dispatch=dispatch)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
     console.print(
