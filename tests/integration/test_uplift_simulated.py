@@ -1,12 +1,12 @@
 """Must-show of uplift modelling on the simulator: a 50/50 test campaign on every simulated customer,
-played with planted effects (events/campaign_sim.py), imported and trained like any campaign file.
+played with planted effects (events/campaign_sim.py) over a 7-day outcome window, imported and trained
+like any campaign file.
 
 - the audience of the top 10% by predicted uplift gains more (true) incremental conversions than the
   likely-buyers audience of the same size (top 10% by true purchase probability);
-- the champion's held-out Qini against the Qini of the true effects on the same customers. The issue's
-  goal is 0.8x; measured 0.42x-0.62x on this simulation, and a regression fitted to the true effects
-  themselves with the same features reached only 0.53x: the planted effect depends on email affinity,
-  which the event stream shows weakly (a few weekly emails). The floor asserted here is 0.3x.
+- the champion's held-out Qini is at least 0.8x the Qini of the true effects on the same customers (the
+  issue's goal). Measured 0.95x-1.02x over seeds 11 and 12 and several outcome draws (docs/benchmarks.md);
+  before the planted types followed the customers' habits, 0.42x.
 Features are the customers' last 30 days of simulated behaviour (emails: all history), counted from
 the event file, not from the warehouse (a 5,000-customer dbt build + Feast run would triple the time).
 """
@@ -31,6 +31,7 @@ from pulse.modeling.uplift import TRUE_EFFECT, train_uplift
 pytestmark = pytest.mark.e2e
 END = datetime(2026, 5, 1, tzinfo=UTC)
 N = 5000
+OUTCOME_DAYS = 7  # a shorter window: fewer of the orders that would come anyway, less outcome noise
 EVENTS = {"Product Viewed": "views", "Product Added": "cart_adds", "Order Completed": "orders",
           "Email Opened": "email_opens", "Email Clicked": "email_clicks"}  # fmt: skip
 
@@ -62,9 +63,10 @@ def test_uplift_model_finds_the_persuadable(settings, tmp_path):
     sim = simulate(tmp_path / "sim", customers=N, days=35, seed=11, end=END, label_days=14)
     ids = [f"c{i:06d}" for i in range(N)]
     groups = {c: "treatment" if hashlib.sha256(c.encode()).digest()[0] % 2 else "holdout" for c in ids}
-    events, _, truth = play_campaign(tmp_path / "sim", groups, 14, "test_campaign")
+    events, _, truth = play_campaign(tmp_path / "sim", groups, OUTCOME_DAYS, "test_campaign")
     print(f"simulated and played in {time.monotonic() - started:.0f} s")
-    buyers = {json.loads(line)["userId"] for line in events.open()}
+    window_end = (END + timedelta(days=OUTCOME_DAYS)).isoformat().replace("+00:00", "Z")
+    buyers = {e["userId"] for e in map(json.loads, events.open()) if e["timestamp"] < window_end}
     counts = behaviour(sim.events_path, END - timedelta(days=30))
     names = ["visits", "signed_in", *EVENTS.values()]
     path = tmp_path / "campaign.csv"
@@ -81,7 +83,7 @@ def test_uplift_model_finds_the_persuadable(settings, tmp_path):
     true_qini = outcome.held_out[TRUE_EFFECT]["qini"]
     print(f"Qini: {outcome.champion} {model_qini:.4f}, true effects {true_qini:.4f}")
     assert true_qini > 0
-    assert model_qini >= 0.3 * true_qini  # goal 0.8x, not reached: see the module docstring
+    assert model_qini >= 0.8 * true_qini
 
     with engine(settings).connect() as conn:
         scores = pd.read_sql(

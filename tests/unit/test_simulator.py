@@ -79,7 +79,12 @@ def test_campaign_plants_the_four_responses_and_is_reproducible(tmp_path):
     first = (events.read_text(), truth_path.read_text())
     again = play_campaign(tmp_path / "sim", groups, 14, "t", out_dir=tmp_path / "again")
     assert (again[0].read_text(), again[1].read_text()) == first
-    # Orders land inside the outcome window, as orders of the playing customers.
-    for line in first[0].splitlines():
-        event = json.loads(line)
-        assert event["userId"] in groups and event["timestamp"] >= "2026-03-01"
+    # Orders of the playing customers: the campaign's inside the outcome window, then ordinary orders
+    # on the day after it (so the data shows the window closed).
+    orders = [json.loads(line) for line in first[0].splitlines()]
+    assert all(e["userId"] in groups for e in orders)
+    window = [e for e in orders if e["context"]]
+    after = [e for e in orders if not e["context"]]
+    assert window and after
+    assert all("2026-03-01" <= e["timestamp"] < "2026-03-15" for e in window)
+    assert all("2026-03-15" <= e["timestamp"] < "2026-03-16" for e in after)

@@ -30,6 +30,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 MAX_CATEGORIES = 30  # one-hot columns per text feature; rarer values share an "infrequent" column
+# Small, few trees: an uplift is the difference of two noisy fits, and deeper trees fit noise that the
+# difference then ranks by. On the simulator (events/campaign_sim.py) going from 15 leaves of >= 50 rows and
+# 150 rounds to this raised how much of the true effects' ranking the learners recover (noise-free: area of
+# cumulative true effect, model order vs true order) from 0.63-0.69 to 0.77-0.81.
+SMALL_TREES = {"learning_rate": 0.05, "max_iter": 100, "max_leaf_nodes": 5, "min_samples_leaf": 150,
+               "l2_regularization": 1.0}  # fmt: skip
 
 
 @dataclass
@@ -66,17 +72,11 @@ def _pipeline(X: pd.DataFrame, learner) -> Pipeline:
 
 
 def _classifier(seed: int):
-    return HistGradientBoostingClassifier(
-        learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=50, l2_regularization=1.0,
-        random_state=seed,
-    )  # fmt: skip
+    return HistGradientBoostingClassifier(**SMALL_TREES, random_state=seed)
 
 
 def _regressor(seed: int):
-    return HistGradientBoostingRegressor(
-        learning_rate=0.05, max_iter=150, max_leaf_nodes=15, min_samples_leaf=50, l2_regularization=1.0,
-        random_state=seed,
-    )  # fmt: skip
+    return HistGradientBoostingRegressor(**SMALL_TREES, random_state=seed)
 
 
 class _OutcomeModel:
