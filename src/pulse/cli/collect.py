@@ -102,27 +102,10 @@ def simulate(
 
 
 def _play_campaign(audience: str, sim_dir: Path, settings) -> None:
-    import sqlalchemy as sa
-
-    from pulse.db import engine
+    from pulse.cli.demo import audience_groups
     from pulse.events.campaign_sim import play_campaign
 
-    with engine(settings).connect() as conn:
-        groups: dict[str, str] = {
-            customer: group
-            for customer, group in conn.execute(
-                sa.text(
-                    'select customer_id, "group" from audiences.audience_members where audience_name = :a'
-                ),
-                {"a": audience},
-            )
-        }
-        days = conn.execute(
-            sa.text("select outcome_days from audiences.audience_definitions where audience_name = :a"),
-            {"a": audience},
-        ).scalar()
-    if not groups or days is None:
-        _fail(f"audience {audience!r} has no members: run `pulse audiences` first")
+    groups, days = audience_groups(audience, settings)
     try:
         events, truth, rows = play_campaign(sim_dir, groups, days, audience)
     except ValueError as error:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from pulse.cli.activation import _print_syncs, audiences, report
 from pulse.cli.collect import ingest, simulate
+from pulse.cli.demo import uplift_loop
 from pulse.cli.modeling import build, features, score, train
 from pulse.cli.output import _fail, console, out
 from pulse.config import get_settings
@@ -57,7 +58,8 @@ def demo(
     days: int = typer.Option(60, help="Days of simulated history."),
     seed: int = typer.Option(7, help="Random seed."),
 ) -> None:
-    """The whole flow on simulated data: simulate, ingest, build, features, train, score, audiences, report.
+    """The whole flow on simulated data: simulate, ingest, build, features, train, score, audiences, the
+    uplift loop (test campaign, outcomes, uplift model, persuadable audience; cli/demo.py), syncs, report.
 
     Empties Pulse's own tables (raw, ml, audiences) first so the demo starts clean.
     """
@@ -69,13 +71,17 @@ def demo(
     db.create_schemas(settings)
     pipeline.reset_pulse_tables(settings)
     sim_dir = settings.home_dir / "simulation"
-    simulate(customers=customers, days=days, seed=seed, end=None, out_dir=sim_dir, label_days=None)
+    simulate(
+        customers=customers, days=days, seed=seed, end=None, out_dir=sim_dir, label_days=None, campaign=None
+    )
     ingest(str(sim_dir / "events.jsonl"))
-    build()
+    build(full_refresh=False)
     features()
     train(truth=sim_dir / "truth.csv", task=None)
     score()
-    audiences(dry_run=False, export=settings.home_dir / "exports")
+    audiences(dry_run=False, export=None)
+    uplift_loop(settings, sim_dir)
+    audiences(dry_run=False, export=settings.home_dir / "exports")  # persuadable_buyers from new scores
     _demo_syncs(settings)
     console.rule("[bold]Results")
     report(html=True)

@@ -88,8 +88,10 @@ def train_uplift(
     """Fit, compare and score; `truth` (customer_id -> true effect) adds the truth's metrics."""
     settings = settings or get_settings()
     data = load_campaign(campaign, settings)
-    features = [c for c in data.columns if c.startswith("f_")]
     known = data[data["outcome"].notna()].reset_index(drop=True)
+    # A feature no known customer has (e.g. a snapshot column null for all) says nothing, and the boosted
+    # trees' binning fails on a column without a single value.
+    features = [c for c in data.columns if c.startswith("f_") and known[c].notna().any()]
     _check(known, campaign)
     y = known["outcome"].to_numpy(float)
     binary = is_binary(y)
