@@ -40,6 +40,7 @@ from pulse.triggers.definitions import REALTIME_FIELDS, TriggerDefinition
 log = logging.getLogger(__name__)
 
 DEFINITIONS_REFRESH = 2.0  # seconds between re-reads of activation.trigger_definitions
+IDLE_SAVE_SECONDS = 5.0  # a read that decided nothing saves its position at most this often
 TRIGGER_TABLES = tuple(
     f"activation.trigger_{name}" for name in ("definitions", "timers", "events", "signals", "stream", "lift")
 )
@@ -143,6 +144,7 @@ class TriggerEngine:
         self._triggers: list[Trigger] = []
         self._loaded_at = 0.0
         self._conn: psycopg.Connection | None = None
+        self._saved_at = float("-inf")
 
     # -- definitions ------------------------------------------------------------------------------
     def triggers(self, refresh: bool = False) -> list[Trigger]:
@@ -208,8 +210,10 @@ class TriggerEngine:
                 props = flatten(as_json(record.get("properties")))
                 if all(c.holds(props) for c in trigger.definition.entry.where):
                     entries.append((trigger, record))
-        if not entries and not signals and position is None:
-            return 0
+        if not entries and not signals:
+            idle = position is None or time.monotonic() - self._saved_at < IDLE_SAVE_SECONDS
+            if idle:  # nothing decided: the position is saved now and then, not on every read (a commit)
+                return 0
 
         conn = self.connection()
         with conn.transaction():
@@ -218,6 +222,8 @@ class TriggerEngine:
                 self._cancel(conn, signals, cancel_by_event, now)
             if position is not None:
                 self.save_position(conn, position)
+        if position is not None:
+            self._saved_at = time.monotonic()
         self.stats.batches += 1
         self.stats.events += len(records)
         self.stats.entries += decided

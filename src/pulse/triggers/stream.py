@@ -11,7 +11,8 @@ build) delays nothing. Unlike a serial id, which is taken before commit and so c
 this needs no lag or re-read window.
 
 The position is saved by the engine in the transaction that writes the decisions of the read's last
-chunk, so a crash before that re-reads the events (the engine's writes are idempotent). The stream of the
+chunk (a read that decides nothing saves it at most every few seconds: each save is a commit), so a crash
+before that re-reads the events (the engine's writes are idempotent). The stream of the
 default consumer begins at the first `pulse triggers sync` (`start_stream`), so events the collector
 accepts before the worker first runs are not missed; a consumer with no position at all begins at its
 first read. One worker evaluates at a time per consumer name
