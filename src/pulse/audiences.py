@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from pulse.audience_rules import UPLIFT_COLUMNS, check_rank_by, check_rule
+from pulse.campaign_files import load_folder
 from pulse.config import Settings, get_settings
 from pulse.csv_export import SafeCsvWriter
 from pulse.db import engine
@@ -74,16 +74,7 @@ def definitions_dir(settings: Settings) -> Path:
 
 
 def load_definitions(folder: Path) -> list[AudienceDefinition]:
-    definitions = []
-    for path in sorted(folder.glob("*.yml")):
-        try:
-            definitions.append(AudienceDefinition.model_validate(yaml.safe_load(path.read_text())))
-        except (ValidationError, yaml.YAMLError) as error:
-            raise AudienceConfigError(f"{path}: {error}") from error
-    names = [d.name for d in definitions]
-    if len(set(names)) != len(names):
-        raise AudienceConfigError(f"audience names must be unique: {names}")
-    return definitions
+    return load_folder(folder, AudienceDefinition, AudienceConfigError, "audience")
 
 
 def sync_definitions(definitions: list[AudienceDefinition], settings: Settings) -> None:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pulse.activation.destinations import ConfigError, destination_class
+from pulse.campaign_files import load_folder
 from pulse.config import Settings
 from pulse.db import engine
 
@@ -114,16 +114,7 @@ def syncs_dir(settings: Settings) -> Path:
 
 
 def load_syncs(folder: Path) -> list[SyncDefinition]:
-    syncs = []
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        try:
-            syncs.append(SyncDefinition.model_validate(yaml.safe_load(path.read_text())))
-        except (ValidationError, yaml.YAMLError, ConfigError, TypeError) as error:
-            raise SyncConfigError(f"{path}: {error}") from error
-    names = [s.name for s in syncs]
-    if len(set(names)) != len(names):
-        raise SyncConfigError(f"sync names must be unique: {names}")
-    return syncs
+    return load_folder(folder, SyncDefinition, SyncConfigError, "sync", also_invalid=(ConfigError, TypeError))
 
 
 def store_syncs(syncs: list[SyncDefinition], settings: Settings) -> None:
