@@ -17,6 +17,7 @@ from pulse.cli.output import _fail, console
 from pulse.config import Settings
 
 UPLIFT_AUDIENCE = "uplift_test"  # campaigns/audiences/uplift_test.yml; persuadable_buyers reads it
+CAMPAIGN_DAYS = 8  # its 7-day outcome window and the day after (campaign_sim writes orders on both)
 
 
 def audience_groups(audience: str, settings: Settings) -> tuple[dict[str, str], int]:

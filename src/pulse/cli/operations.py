@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import typer
 from rich.table import Table
 
 from pulse.cli.activation import _print_syncs, audiences, report
 from pulse.cli.collect import ingest, simulate
-from pulse.cli.demo import uplift_loop
+from pulse.cli.demo import CAMPAIGN_DAYS, uplift_loop
 from pulse.cli.modeling import build, features, score, train
 from pulse.cli.output import _fail, console, out
 from pulse.config import get_settings
@@ -64,6 +66,7 @@ def demo(
     Empties Pulse's own tables (raw, ml, audiences) first so the demo starts clean.
     """
     from pulse import db, pipeline
+    from pulse.events.simulator import default_end
 
     settings = get_settings()
     console.rule("[bold]Pulse demo")
@@ -71,8 +74,11 @@ def demo(
     db.create_schemas(settings)
     pipeline.reset_pulse_tables(settings)
     sim_dir = settings.home_dir / "simulation"
+    # History ends before today by the test campaign's window and the day after it: ingest refuses events
+    # from the future, and the campaign's orders come after the history.
+    end = default_end() - timedelta(days=CAMPAIGN_DAYS)
     simulate(
-        customers=customers, days=days, seed=seed, end=None, out_dir=sim_dir, label_days=None, campaign=None
+        customers=customers, days=days, seed=seed, end=end, out_dir=sim_dir, label_days=None, campaign=None
     )
     ingest(str(sim_dir / "events.jsonl"))
     build(full_refresh=False)
