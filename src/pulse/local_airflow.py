@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -437,8 +438,14 @@ class AirflowAPI:
             body["data_interval_start"], body["data_interval_end"] = (t.isoformat() for t in interval)
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
-    def delete_runs(self, dag_id: str) -> None:
+    def delete_runs(self, dag_id: str, run_types: Collection[str] | None = None) -> None:
+        """Delete the DAG's runs (only those of `run_types`, e.g. `{"manual"}`, when given).
+
+        Deleting a DAG's latest scheduled run makes the scheduler create it again: with `catchup=False` the
+        next run is the latest complete interval, counted from the latest scheduled or backfill run left."""
         for run in self.runs(dag_id):
+            if run_types is not None and run["run_type"] not in run_types:
+                continue
             response = self.client.delete(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
             if response.status_code >= 400:
                 raise RuntimeError(f"deleting {dag_id} {run['dag_run_id']}: {response.text[:500]}")

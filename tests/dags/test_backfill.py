@@ -5,6 +5,11 @@ they are run one by one, each day's ingest finished before the next day's starts
 Both go through the same local Airflow (scheduler, api-server, dag-processor, triggerer; LocalExecutor;
 pulse.local_airflow), ingest scheduled daily: first day by day, then, on an emptied warehouse and with
 those runs deleted, the backfill. Downstream DAGs follow by Assets either way.
+
+The scheduled run unpausing made stays: deleting it would make the scheduler create it again (with
+`catchup=False` the next scheduled run is the latest complete interval counted from the latest scheduled
+or backfill run left), and that run, whose interval ends January 31st, would claim every landed file
+beside the backfill (backfill runs count against the backfill's `max_active_runs`, not the DAG's).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ INGEST_SCHEDULE = "0 0 * 1 *"
 # What a backfill of ingest sets off by Assets (training is weekly and not part of it; scoring waits
 # for a model, so it stays paused).
 CHAIN = ["pulse_ingest", "pulse_transform", "pulse_features"]
+# Each phase runs the transform (a dbt task per model) and features twice or more: over 20 minutes when two
+# cores are shared with other test workers.
+IDLE_TIMEOUT = 3600
 
 
 def _land_days(events_path: Path, landing: Path) -> None:
@@ -73,7 +81,8 @@ def _reset_warehouse(server_url: str, name: str, settings: Settings, events_path
 
 
 @pytest.mark.skip(
-    reason="not yet seen passing: the backfill of 7 daily intervals made 8 pulse_ingest runs (issue #14 item 4)"
+    reason="runs now right (7 backfill runs, no extra scheduled run) and every warehouse table equal, but "
+    "Feast's online table differs (59 features x 19 customers one by one, x 69 backfilled): issue #14 item 4"
 )
 def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_path):
     sim = simulate(tmp_path / "sim", customers=150, days=7, seed=11, end=DAYS[-1] + timedelta(days=1))
@@ -101,19 +110,37 @@ def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_p
         for n, day in enumerate(DAYS, start=2):  # one by one: each day's ingest ends before the next
             api.trigger("pulse_ingest", day, interval=(day, day + timedelta(days=1)))
             api.wait_for_runs("pulse_ingest", n)
-        api.wait_until_idle(CHAIN)
+        api.wait_until_idle(CHAIN, timeout=IDLE_TIMEOUT)
         one_by_one = outputs(settings.database_url, settings.feast_project)
         one_by_one_ingested = _ingested(api)
 
-        for dag_id in CHAIN:
+        scheduled = [r["dag_run_id"] for r in api.runs("pulse_ingest") if r["run_type"] == "scheduled"]
+        api.delete_runs("pulse_ingest", run_types={"manual"})  # not the scheduled run: see the docstring
+        for dag_id in CHAIN[1:]:
             api.delete_runs(dag_id)
         _reset_warehouse(server_url, warehouse, settings, sim.events_path)
         assert outputs(settings.database_url, settings.feast_project)["raw.events"][0] == 0
 
         api.backfill("pulse_ingest", DAYS[0], DAYS[-1])
-        api.wait_until_idle(CHAIN)
-        runs = api.runs("pulse_ingest")
-        assert len(runs) == 7 and {r["run_type"] for r in runs} == {"backfill"}, runs
+        api.wait_until_idle(CHAIN, timeout=IDLE_TIMEOUT)
+        runs = [
+            (
+                r["run_type"],
+                r["logical_date"],
+                r["data_interval_start"],
+                r["data_interval_end"],
+                r["dag_run_id"],
+            )
+            for r in api.runs("pulse_ingest")
+        ]
+        # One backfill run per day, and no other run made meanwhile (the scheduled one is from before).
+        intervals = sorted(
+            (datetime.fromisoformat(start), datetime.fromisoformat(end))
+            for run_type, _, start, end, _ in runs
+            if run_type == "backfill"
+        )
+        assert intervals == [(d, d + timedelta(days=1)) for d in DAYS], runs
+        assert [run_id for run_type, *_, run_id in runs if run_type != "backfill"] == scheduled, runs
         backfilled = outputs(settings.database_url, settings.feast_project)
         backfilled_ingested = _ingested(api)
     finally:
