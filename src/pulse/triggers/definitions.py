@@ -16,22 +16,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     field_validator,
 )
 
+from pulse.campaign_files import load_folder
 from pulse.triggers.conditions import Clause, ConditionError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 EVENT_PATTERN = r"^[a-z0-9_]{1,100}$"
-MAX_FILE_BYTES = 64 * 1024
 
 # What conditions may name: scores (latest of each task in ml.scores), the collector's real-time
 # features (pulse.features.realtime) and batch customer attributes (marts.customers).
@@ -243,16 +241,4 @@ def triggers_dir(project_dir: Path) -> Path:
 
 
 def load_definitions(folder: Path) -> list[TriggerDefinition]:
-    definitions = []
-    for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise TriggerConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KB")
-        try:
-            document = yaml.safe_load(path.read_text())
-            definitions.append(TriggerDefinition.model_validate(document))
-        except (ValidationError, yaml.YAMLError) as error:
-            raise TriggerConfigError(f"{path}: {error}") from error
-    names = [d.name for d in definitions]
-    if len(set(names)) != len(names):
-        raise TriggerConfigError(f"trigger names must be unique: {names}")
-    return definitions
+    return load_folder(folder, TriggerDefinition, TriggerConfigError, "trigger")
