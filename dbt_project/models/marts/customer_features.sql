@@ -59,14 +59,20 @@ with
 this_run as (
 
     -- The customers this run recomputes, each from its first changed snapshot day.
-    select customer_id, recompute_from from {{ ref('customer_features_this_run') }}
+    select
+        customer_id,
+        recompute_from
+    from {{ ref('customer_features_this_run') }}
 
 ),
 
 run_days as (
 
     -- One row: the first and last snapshot day this run writes.
-    select first_snapshot_on, last_snapshot_on from {{ ref('customer_features_days_this_run') }}
+    select
+        first_snapshot_on,
+        last_snapshot_on
+    from {{ ref('customer_features_days_this_run') }}
 
 ),
 

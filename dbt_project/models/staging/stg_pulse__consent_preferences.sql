@@ -18,8 +18,8 @@ preferences as (
         events.anonymous_id,
         events.event_at,
         events.loaded_at,
-        preference.key as category,
-        preference.value as granted
+        preference.category,
+        preference.granted
     from events
     cross join lateral jsonb_each(
         case
@@ -27,8 +27,8 @@ preferences as (
                 then events.context -> 'consent' -> 'categoryPreferences'
             else '{}'::jsonb
         end
-    ) as preference
-    where jsonb_typeof(preference.value) = 'boolean'
+    ) as preference (category, granted)
+    where jsonb_typeof(preference.granted) = 'boolean'
 
 ),
 
