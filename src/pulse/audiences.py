@@ -408,9 +408,10 @@ def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Pa
             .scalars()
             .all()
         )
-        # `audience_inputs` is a view over the latest scores: computed once here (materialized), since
+        # No audiences, no query (the view may not exist yet). `audience_inputs` is a view over the
+        # latest scores: computed once here (materialized), since
         # a join the planner nests (tables not analyzed yet) would compute it again for every member.
-        members = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+        members = names and conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.text(
                 """with inputs as materialized (select customer_id, email_sha256 from audiences.audience_inputs)
                 select m.audience_name, m.customer_id, i.email_sha256, m.member_rank, m.recommended_category

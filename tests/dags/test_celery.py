@@ -51,6 +51,7 @@ RUN_COLUMNS = frozenset(
         "synced_at",  # when a definition (audience, sync, trigger) was synced to its table
         "source",  # the landed file's path: each run lands the same events under its own PULSE_HOME
         "received_at",  # for a loaded file: when it was loaded
+        "xact_id",  # the transaction that wrote an event row (the trigger worker's read position)
     }
 )
 
