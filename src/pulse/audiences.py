@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from pulse.audience_rules import UPLIFT_COLUMNS, check_rank_by, check_rule
-from pulse.campaign_files import load_folder
+from pulse.campaign_files import load_folder, store_definitions
 from pulse.config import Settings, get_settings
 from pulse.csv_export import SafeCsvWriter
 from pulse.db import engine
@@ -79,31 +79,9 @@ def load_definitions(folder: Path) -> list[AudienceDefinition]:
 
 def sync_definitions(definitions: list[AudienceDefinition], settings: Settings) -> None:
     """Make audiences.audience_definitions exactly the YAML definitions."""
-    now = datetime.now(UTC)
+    rows = [{"audience_name": d.name, **d.model_dump(exclude={"name"})} for d in definitions]
     with engine(settings).begin() as conn:
-        conn.execute(
-            sa.text("delete from audiences.audience_definitions where not (audience_name = any(:names))"),
-            {"names": [d.name for d in definitions]},
-        )
-        for d in definitions:
-            conn.execute(
-                sa.text(
-                    "insert into audiences.audience_definitions (audience_name, description, rule, rank_by, "
-                    "holdout_pct, max_size, outcome_days, synced_at, uplift_campaign) values (:name, :description, "
-                    ":rule, :rank_by, :holdout_pct, :max_size, :outcome_days, :now, :uplift_campaign) "
-                    "on conflict (audience_name) do update "
-                    "set description = excluded.description, rule = excluded.rule, rank_by = excluded.rank_by, "
-                    "holdout_pct = excluded.holdout_pct, max_size = excluded.max_size, "
-                    "outcome_days = excluded.outcome_days, synced_at = excluded.synced_at, "
-                    "uplift_campaign = excluded.uplift_campaign "
-                    "where (audience_definitions.description, audience_definitions.rule, audience_definitions.rank_by, "
-                    "audience_definitions.holdout_pct, audience_definitions.max_size, audience_definitions.outcome_days, "
-                    "audience_definitions.uplift_campaign) "
-                    "is distinct from (excluded.description, excluded.rule, excluded.rank_by, excluded.holdout_pct, "
-                    "excluded.max_size, excluded.outcome_days, excluded.uplift_campaign)"
-                ),
-                {**d.model_dump(), "now": now},
-            )
+        store_definitions(conn, "audiences.audience_definitions", "audience_name", rows)
 
 
 @dataclass
@@ -247,6 +225,38 @@ class Lift:
     treatment_revenue_var: float
     holdout_revenue_var: float
 
+    @classmethod
+    def of_groups(cls, treatment: Mapping, holdout: Mapping) -> Lift:
+        """From one readout row per group: customers, conversion, revenue and revenue_var."""
+        t, h = treatment, holdout
+        return cls(
+            t["customers"], h["customers"], t["conversion"], h["conversion"],
+            t["revenue"], h["revenue"], t["revenue_var"], h["revenue_var"],
+        )  # fmt: skip
+
+    def columns(self) -> dict[str, float | int | None]:
+        """The readout tables' statistics columns (audiences.audience_lift, activation.trigger_lift)."""
+        low, high = self.absolute_lift_ci
+        rlow, rhigh = self.revenue_lift_ci
+        relative_low, relative_high = self.relative_lift_ci or (None, None)
+        return {
+            "treatment_customers": self.treatment_customers,
+            "holdout_customers": self.holdout_customers,
+            "treatment_conversion": self.treatment_conversion,
+            "holdout_conversion": self.holdout_conversion,
+            "absolute_lift": self.absolute_lift,
+            "absolute_lift_ci_low": low,
+            "absolute_lift_ci_high": high,
+            "relative_lift": self.relative_lift,
+            "relative_lift_ci_low": relative_low,
+            "relative_lift_ci_high": relative_high,
+            "treatment_revenue": self.treatment_revenue,
+            "holdout_revenue": self.holdout_revenue,
+            "revenue_lift": self.revenue_lift,
+            "revenue_lift_ci_low": rlow,
+            "revenue_lift_ci_high": rhigh,
+        }
+
     @property
     def absolute_lift(self) -> float:
         return self.treatment_conversion - self.holdout_conversion
@@ -332,43 +342,11 @@ def read_out_lift(settings: Settings) -> int:
         for (audience, as_of, days), g in sorted(groups.items()):
             if "treatment" not in g or "holdout" not in g:
                 continue  # no comparison without both groups
-            t, h = g["treatment"], g["holdout"]
-            lift = Lift(
-                t["customers"],
-                h["customers"],
-                t["conversion"],
-                h["conversion"],
-                t["revenue"],
-                h["revenue"],
-                t["revenue_var"],
-                h["revenue_var"],
-            )
-            low, high = lift.absolute_lift_ci
-            rlow, rhigh = lift.revenue_lift_ci
-            relative_ci = lift.relative_lift_ci or (None, None)
+            lift = Lift.of_groups(g["treatment"], g["holdout"])
             records.append(
-                {
-                    "audience_name": audience,
-                    "as_of": as_of,
-                    "outcome_days": days,
-                    "measured_at": datetime.now(UTC),
-                    "treatment_customers": lift.treatment_customers,
-                    "holdout_customers": lift.holdout_customers,
-                    "treatment_conversion": lift.treatment_conversion,
-                    "holdout_conversion": lift.holdout_conversion,
-                    "absolute_lift": lift.absolute_lift,
-                    "absolute_lift_ci_low": low,
-                    "absolute_lift_ci_high": high,
-                    "relative_lift": lift.relative_lift,
-                    "relative_lift_ci_low": relative_ci[0],
-                    "relative_lift_ci_high": relative_ci[1],
-                    "treatment_revenue": lift.treatment_revenue,
-                    "holdout_revenue": lift.holdout_revenue,
-                    "revenue_lift": lift.revenue_lift,
-                    "revenue_lift_ci_low": rlow,
-                    "revenue_lift_ci_high": rhigh,
-                }
-            )
+                {"audience_name": audience, "as_of": as_of, "outcome_days": days,
+                 "measured_at": datetime.now(UTC), **lift.columns()}
+            )  # fmt: skip
         # Replace the readouts, but keep a row (and its measured_at) whose numbers did not change, so the
         # same inputs leave the table identical.
         conn.execute(

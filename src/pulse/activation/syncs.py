@@ -21,17 +21,14 @@ Only the treatment group of an audience is ever read; the holdout never leaves P
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pulse.activation.destinations import ConfigError, destination_class
-from pulse.campaign_files import load_folder
+from pulse.campaign_files import load_folder, store_definitions
 from pulse.config import Settings
 from pulse.db import engine
 
@@ -119,27 +116,10 @@ def load_syncs(folder: Path) -> list[SyncDefinition]:
 
 def store_syncs(syncs: list[SyncDefinition], settings: Settings) -> None:
     """Make activation.sync_definitions exactly these syncs."""
-    now = datetime.now(UTC)
+    rows = [
+        {"sync_name": s.name, "audience_name": s.audience, "destination": s.kind, "mode": s.mode,
+         "definition": s.model_dump()}
+        for s in syncs
+    ]  # fmt: skip
     with engine(settings).begin() as conn:
-        conn.execute(
-            sa.text("delete from activation.sync_definitions where not (sync_name = any(:names))"),
-            {"names": [s.name for s in syncs]},
-        )
-        for s in syncs:
-            conn.execute(
-                sa.text(
-                    "insert into activation.sync_definitions values (:name, :audience, :kind, :mode, "
-                    "cast(:definition as jsonb), :now) on conflict (sync_name) do update set "
-                    "audience_name = excluded.audience_name, destination = excluded.destination, "
-                    "mode = excluded.mode, definition = excluded.definition, synced_at = excluded.synced_at "
-                    "where sync_definitions.definition is distinct from excluded.definition"
-                ),
-                {
-                    "name": s.name,
-                    "audience": s.audience,
-                    "kind": s.kind,
-                    "mode": s.mode,
-                    "definition": json.dumps(s.model_dump(), sort_keys=True),
-                    "now": now,
-                },
-            )
+        store_definitions(conn, "activation.sync_definitions", "sync_name", rows, jsonb={"definition"})

@@ -90,12 +90,17 @@ create table if not exists activation.trigger_lift (
     absolute_lift_ci_low  double precision not null,
     absolute_lift_ci_high double precision not null,
     relative_lift         double precision,
+    relative_lift_ci_low  double precision,
+    relative_lift_ci_high double precision,
     treatment_revenue     double precision not null,
     holdout_revenue       double precision not null,
     revenue_lift          double precision not null,
     revenue_lift_ci_low   double precision not null,
     revenue_lift_ci_high  double precision not null
 );
+-- Fieller's interval of the relative lift, as the audiences' readout has it (added after the first release).
+alter table activation.trigger_lift add column if not exists relative_lift_ci_low double precision;
+alter table activation.trigger_lift add column if not exists relative_lift_ci_high double precision;
 
 -- Scores by customer: trigger conditions read each task's latest score of a few customers at a time.
 do $$

@@ -62,34 +62,11 @@ def read_out_trigger_lift(settings: Settings, now: datetime | None = None) -> in
         for (name, outcome_event, window), g in sorted(groups.items()):
             if "treatment" not in g or "holdout" not in g:
                 continue
-            t, h = g["treatment"], g["holdout"]
-            lift = Lift(
-                t["customers"], h["customers"], t["conversion"], h["conversion"],
-                t["revenue"], h["revenue"], t["revenue_var"], h["revenue_var"],
-            )  # fmt: skip
-            low, high = lift.absolute_lift_ci
-            rlow, rhigh = lift.revenue_lift_ci
+            lift = Lift.of_groups(g["treatment"], g["holdout"])
             records.append(
-                {
-                    "trigger_name": name,
-                    "measured_at": now,
-                    "outcome_event": outcome_event,
-                    "outcome_seconds": window,
-                    "treatment_customers": lift.treatment_customers,
-                    "holdout_customers": lift.holdout_customers,
-                    "treatment_conversion": lift.treatment_conversion,
-                    "holdout_conversion": lift.holdout_conversion,
-                    "absolute_lift": lift.absolute_lift,
-                    "absolute_lift_ci_low": low,
-                    "absolute_lift_ci_high": high,
-                    "relative_lift": lift.relative_lift,
-                    "treatment_revenue": lift.treatment_revenue,
-                    "holdout_revenue": lift.holdout_revenue,
-                    "revenue_lift": lift.revenue_lift,
-                    "revenue_lift_ci_low": rlow,
-                    "revenue_lift_ci_high": rhigh,
-                }
-            )
+                {"trigger_name": name, "measured_at": now, "outcome_event": outcome_event,
+                 "outcome_seconds": window, **lift.columns()}
+            )  # fmt: skip
         conn.execute(sa.text("delete from activation.trigger_lift"))
         if records:
             columns = list(records[0])

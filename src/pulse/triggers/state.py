@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
+from pulse.campaign_files import store_definitions
 from pulse.config import Settings
 from pulse.db import engine, warehouse_url
 from pulse.triggers.definitions import TriggerDefinition, load_definitions, triggers_dir
@@ -21,21 +21,12 @@ def sync_triggers(settings: Settings, folder: Path | None = None) -> list[Trigge
     """Make activation.trigger_definitions the YAML definitions (a trigger's status is kept)."""
     definitions = load_definitions(folder or triggers_dir(settings.project_dir))
     ensure_trigger_tables(warehouse_url(settings))
-    now = datetime.now(UTC)
+    rows = [
+        {"trigger_name": d.name, "description": d.description, "definition": d.to_document()}
+        for d in definitions
+    ]
     with engine(settings).begin() as conn:
-        conn.execute(
-            sa.text("delete from activation.trigger_definitions where not (trigger_name = any(:names))"),
-            {"names": [d.name for d in definitions]},
-        )
-        for d in definitions:
-            conn.execute(
-                sa.text(
-                    "insert into activation.trigger_definitions (trigger_name, description, definition, synced_at) "
-                    "values (:name, :description, :definition, :now) on conflict (trigger_name) do update set "
-                    "description = excluded.description, definition = excluded.definition, synced_at = excluded.synced_at"
-                ).bindparams(sa.bindparam("definition", type_=JSONB)),
-                {"name": d.name, "description": d.description, "definition": d.to_document(), "now": now},
-            )
+        store_definitions(conn, "activation.trigger_definitions", "trigger_name", rows, jsonb={"definition"})
     with psycopg.connect(warehouse_url(settings), autocommit=True) as conn:
         start_stream(conn)  # the worker evaluates what is committed from now on, wherever it starts
     return definitions
