@@ -26,11 +26,31 @@
 -- changes no cell (which is why this model follows `loaded_at`, not the stitching's `_updated_at`).
 -- Events leave only when `pulse forget` deletes them, and it empties this table: the next run
 -- recomputes every day.
+{#- The product events to aggregate: those of the changed days, or all of them. Written once and rendered
+    twice below instead of shared: a CTE read twice is materialized (written out whole on a full build), one
+    read once is planned into its query. -#}
+{%- set product_events -%}
+{%- if is_incremental() %}
+    -- The product events of those days, through the stitched table's day index (`offset 0` keeps the
+    -- lookup from being flattened into a join PostgreSQL may plan as a scan of the whole table).
+    select day_events.*
+    from changed_days
+    cross join lateral (
+        select * from {{ ref('int_events_stitched_to_customers') }}
+        where event_date = changed_days.event_date and {{ is_product_event }}
+        offset 0  -- noqa: AM09
+    ) as day_events
+{%- else %}
+    select * from {{ ref('int_events_stitched_to_customers') }}
+    where {{ is_product_event }}
+{%- endif %}
+{%- endset %}
 with
 
 {% if is_incremental() %}
 
-changed_days as (
+-- Read inside `product_events`, which the linter renders on its own: hence the noqa.
+changed_days as (  -- noqa: ST03
 
     select distinct event_date
     from {{ ref('int_events_stitched_to_customers') }}
@@ -38,51 +58,19 @@ changed_days as (
 
 ),
 
--- The product events of those days, through the stitched table's day index (`offset 0` keeps the
--- lookup from being flattened into a join PostgreSQL may plan as a scan of the whole table).
-events as (
-
-    select day_events.*
-    from changed_days
-    cross join lateral (
-        select * from {{ ref('int_events_stitched_to_customers') }}
-        where event_date = changed_days.event_date and {{ is_product_event }}
-        offset 0  -- noqa: AM09
-    ) as day_events
-
-),
-
-attribute_events as (
-
-    -- The same events, read a second time instead of shared: a CTE read twice is materialized (written
-    -- out whole on a full build), one read once is planned into its query.
-    select day_events.*
-    from changed_days
-    cross join lateral (
-        select * from {{ ref('int_events_stitched_to_customers') }}
-        where event_date = changed_days.event_date and {{ is_product_event }}
-        offset 0  -- noqa: AM09
-    ) as day_events
-
-),
-
-{% else %}
-
-events as (
-
-    select * from {{ ref('int_events_stitched_to_customers') }}
-    where {{ is_product_event }}
-
-),
-
-attribute_events as (
-
-    select * from {{ ref('int_events_stitched_to_customers') }}
-    where {{ is_product_event }}
-
-),
-
 {% endif %}
+
+events as (
+
+{{ product_events }}
+
+),
+
+attribute_events as (
+
+{{ product_events }}
+
+),
 
 day_cells as (
 
