@@ -120,4 +120,6 @@ def pulse_transform():
 dag_object = pulse_transform()
 
 if __name__ == "__main__":
+    if WATCHER:  # a watcher may start before the producer under dag.test() and wait for it forever
+        sys.exit("dag.test() needs PULSE_DBT_EXECUTION_MODE=local (the watcher mode needs a scheduler)")
     dag_object.test()

@@ -21,6 +21,9 @@ def main() -> None:
     logical_date = datetime.fromisoformat(sys.argv[1])
     # A loaded machine can take more than Airflow's default 30 s to import the transform DAG (cosmos).
     os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "600")
+    # dag.test() cannot run cosmos' watcher mode (the default; it needs a scheduler and triggerer), so the
+    # transform DAG runs a dbt build per model here: bench/transform --scheduler compares the two modes.
+    os.environ["PULSE_DBT_EXECUTION_MODE"] = "local"
     started = time.perf_counter()
     from pulse.transform import dbt_manifest
 

@@ -112,9 +112,9 @@ class Settings(BaseSettings):
         default="0 4 * * 1", description="When the pulse_train DAG trains (cron, UTC; default Mondays 04:00)."
     )
     dbt_execution_mode: Literal["watcher", "local"] = Field(
-        default="local",
+        default="watcher",
         description="How the transform DAG runs dbt (cosmos): `watcher`, one dbt build that each model's "
-        "task watches; `local`, a dbt build per model task.",
+        "task watches (needs a triggerer; not under `dag.test()`); `local`, a dbt build per model task.",
     )
     dbt_invocation_mode: Literal["dbt_runner", "subprocess"] = Field(
         default="dbt_runner",

@@ -31,4 +31,15 @@ def dagbag():
     from pulse.transform import dbt_manifest
 
     dbt_manifest()  # `dbt parse` once, outside the DAG import timeout
-    return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    # These DAGs run under `dag.test()`, one task at a time in this process, where cosmos' watcher mode
+    # (the default) cannot run: a model's watcher may start before the producer and wait for it forever.
+    # The tests that start a scheduler (Celery, backfill, the UI) run the default mode.
+    mode = os.environ.get("PULSE_DBT_EXECUTION_MODE")
+    os.environ["PULSE_DBT_EXECUTION_MODE"] = "local"
+    try:
+        return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    finally:
+        if mode is None:
+            del os.environ["PULSE_DBT_EXECUTION_MODE"]
+        else:
+            os.environ["PULSE_DBT_EXECUTION_MODE"] = mode

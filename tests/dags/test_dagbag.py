@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pulse.config import get_settings
+from pulse.config import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.xdist_group("airflow")
 
@@ -78,21 +78,50 @@ def _transform_nodes(tmp_path) -> tuple[set[str], set[str]]:
     return models, multi_parent_tests
 
 
-def test_transform_has_one_dbt_task_per_model_with_its_tests(dagbag, tmp_path):
+def _transform_dag(mode: str, monkeypatch):
+    """The transform DAG file alone, parsed with PULSE_DBT_EXECUTION_MODE=mode."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("PULSE_DBT_EXECUTION_MODE", mode)
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "pulse_transform.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["pulse_transform"]
+
+
+def test_the_default_mode_is_the_watcher():
+    """The faster of the two through a scheduler (docs/benchmarks.md, Transform DAG); dag.test() runs pin
+    `local` (tests/dags/conftest.py)."""
+    assert Settings.model_fields["dbt_execution_mode"].default == "watcher"
+
+
+def _ephemeral_models(tmp_path) -> set[str]:
+    from pulse.transform import dbt_manifest
+
+    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
+    return {n["name"] for n in manifest["nodes"].values() if n["config"].get("materialized") == "ephemeral"}
+
+
+@pytest.mark.parametrize("mode", ["watcher", "local"])
+def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, tmp_path, monkeypatch):
     models, multi_parent_tests = _transform_nodes(tmp_path)
-    dag = dagbag.dags["pulse_transform"]
+    dag = _transform_dag(mode, monkeypatch)
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
-    if get_settings().dbt_execution_mode == "watcher":
+    if mode == "watcher":
         # One producer runs `dbt build` of the selection; a run and a test task per model watch it.
         producer = dag.get_task("dbt.dbt_producer_watcher")
         assert producer.exclude == "tag:audiences" and producer.env == {
             "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"
         }
         model_tasks = {t for t in dbt_tasks if t.endswith(".run")}
-        assert model_tasks == {f"dbt.{m}.run" for m in models}
+        # An ephemeral model (a mart's "this run" scratch) is built inside its readers: cosmos shows it
+        # as an empty task, for the graph.
+        ephemeral = _ephemeral_models(tmp_path)
+        assert model_tasks == {f"dbt.{m}.run" for m in models - ephemeral}
+        placeholders = {f"dbt.{m}_run" for m in ephemeral}
+        assert {type(dag.get_task(t)).__name__ for t in placeholders} == {"EmptyOperator"}
         assert {t for t in dbt_tasks if t.endswith(".test")} <= {f"dbt.{m}.test" for m in models}
         test_tasks = dbt_tasks - model_tasks - {t for t in dbt_tasks if t.endswith(".test")}
-        test_tasks -= {"dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done"}
+        test_tasks -= {"dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done", *placeholders}
     else:
         model_tasks = {t for t in dbt_tasks if t.endswith("_model_build")}
         assert model_tasks == {f"dbt.{m}_model_build" for m in models}
