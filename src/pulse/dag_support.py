@@ -114,6 +114,31 @@ def data_window(context: Any) -> tuple[datetime, datetime]:
     return _as_datetime(start), _as_datetime(end)
 
 
+def built_window(context: Any, source: Asset) -> tuple[datetime, datetime]:
+    """The window a build that read everything loaded when its run began now holds: `data_window`, widened
+    by the `source` events that came after the run's newest triggering event but before the run began.
+
+    Airflow 3 leaves those out of every run's triggering events when they arrive while the DAG is at
+    `max_active_runs` (apache/airflow#56050: the events after the queued run's cutoff are dropped with its
+    queue row). Their data was loaded before this run began, so its build holds it; without this, the next
+    DAG (features) would stop at the older window and the online store would miss the later days. The task
+    must declare `source` among its inlets.
+    """
+    start, end = data_window(context)
+    triggering = [e for events in (context.get("triggering_asset_events") or {}).values() for e in events]
+    began = context["dag_run"].start_date
+    if not triggering or began is None:
+        return start, end
+    newest = max(e.timestamp for e in triggering)
+    late = context["inlet_events"][source].after(newest.isoformat()).before(began.isoformat())
+    for event in late:
+        extra = event.extra or {}
+        if "window_start" in extra and "window_end" in extra:
+            start = min(start, _as_datetime(extra["window_start"]))
+            end = max(end, _as_datetime(extra["window_end"]))
+    return start, end
+
+
 def publish(context: Any, asset: Asset, start: datetime, end: datetime, **info: Any) -> None:
     """Attach the window (and a summary) to the asset event this task emits on success."""
     context["outlet_events"][asset].extra = {

@@ -456,8 +456,9 @@ class AirflowAPI:
         return self._call("GET", path, params={"deserialize": True})["value"]
 
     def wait_until_idle(self, dag_ids: list[str], quiet: float = 15, timeout: float = 1200) -> None:
-        """Wait until no run of `dag_ids` is unfinished and none has started for `quiet` seconds (asset
-        events still queued start new runs within the scheduler's next loops)."""
+        """Wait until no run of `dag_ids` is unfinished, none waits on queued asset events, and none has
+        started for `quiet` seconds. Asset events that arrive while a DAG is at `max_active_runs` stay
+        queued until its run ends, and the scheduler may take longer than `quiet` to start the run."""
         deadline = time.monotonic() + timeout
         last_change, last_seen = time.monotonic(), None
         while True:
@@ -465,12 +466,18 @@ class AirflowAPI:
             seen = {(d, r["dag_run_id"], r["state"]) for d, rs in runs.items() for r in rs}
             if seen != last_seen:
                 last_change, last_seen = time.monotonic(), seen
-            busy = any(r["state"] not in FINISHED for rs in runs.values() for r in rs)
+            busy = any(r["state"] not in FINISHED for rs in runs.values() for r in rs) or any(
+                self.queued_asset_events(dag_id) for dag_id in dag_ids
+            )
             if not busy and time.monotonic() - last_change >= quiet:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"runs of {dag_ids} still going after {timeout:.0f}s: {sorted(seen)}")
             time.sleep(3)
+
+    def queued_asset_events(self, dag_id: str) -> int:
+        """Asset events queued for `dag_id` that have not yet started a run."""
+        return self._call("GET", f"/dags/{dag_id}/assets/queuedEvents")["total_entries"]
 
     def runs(self, dag_id: str) -> list[dict]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})[
