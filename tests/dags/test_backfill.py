@@ -80,11 +80,6 @@ def _reset_warehouse(server_url: str, name: str, settings: Settings, events_path
     _land_days(events_path, settings.landing_dir)
 
 
-@pytest.mark.skip(
-    reason="the Feast online table now matches (the one-by-one phase had lost days 3-7 to apache/airflow#56050; "
-    "pulse_transform now publishes the window it built), but in the last run marts.sessions differed "
-    "(550 rows both, other values) with the builds batched differently: issue #14 item 4"
-)
 def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_path):
     sim = simulate(tmp_path / "sim", customers=150, days=7, seed=11, end=DAYS[-1] + timedelta(days=1))
     warehouse = _database(server_url, "pulse_test_backfill")
@@ -157,4 +152,11 @@ def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_p
     assert one_by_one["marts.customer_features"][0] > 0, one_by_one
     differ = {t: (one_by_one.get(t), backfilled.get(t)) for t in one_by_one.keys() | backfilled.keys()}
     differ = {t: pair for t, pair in differ.items() if pair[0] != pair[1]}
+    # Known and open (issue #14 item 4): when the two phases split the days into different incremental
+    # builds, `marts.sessions` can hold the same sessions with other values. Everything else, its row
+    # count included, must be equal; the sessions' values alone are reported as an expected failure.
+    sessions = differ.pop("marts.sessions", None)
     assert not differ, (differ, RUN_COLUMNS, logs[-3000:])
+    if sessions is not None:
+        assert sessions[0][0] == sessions[1][0], sessions  # the same number of sessions
+        pytest.xfail(f"marts.sessions values differ with other build batches (issue #14): {sessions}")
