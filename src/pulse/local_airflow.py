@@ -456,9 +456,10 @@ class AirflowAPI:
         return self._call("GET", path, params={"deserialize": True})["value"]
 
     def wait_until_idle(self, dag_ids: list[str], quiet: float = 15, timeout: float = 1200) -> None:
-        """Wait until no run of `dag_ids` is unfinished, none waits on queued asset events, and none has
-        started for `quiet` seconds. Asset events that arrive while a DAG is at `max_active_runs` stay
-        queued until its run ends, and the scheduler may take longer than `quiet` to start the run."""
+        """Wait until no run of `dag_ids` is unfinished, no asset event is queued for one of them, and
+        none has started for `quiet` seconds (a queued event starts a run within the scheduler's next
+        loops; events Airflow drops while a DAG is at `max_active_runs`, apache/airflow#56050, are not
+        queued: see pulse.dag_support.built_window)."""
         deadline = time.monotonic() + timeout
         last_change, last_seen = time.monotonic(), None
         while True:
