@@ -152,11 +152,4 @@ def test_backfill_of_seven_days_equals_the_days_run_one_by_one(server_url, tmp_p
     assert one_by_one["marts.customer_features"][0] > 0, one_by_one
     differ = {t: (one_by_one.get(t), backfilled.get(t)) for t in one_by_one.keys() | backfilled.keys()}
     differ = {t: pair for t, pair in differ.items() if pair[0] != pair[1]}
-    # Known and open (issue #14 item 4): when the two phases split the days into different incremental
-    # builds, `marts.sessions` can hold the same sessions with other values. Everything else, its row
-    # count included, must be equal; the sessions' values alone are reported as an expected failure.
-    sessions = differ.pop("marts.sessions", None)
     assert not differ, (differ, RUN_COLUMNS, logs[-3000:])
-    if sessions is not None:
-        assert sessions[0][0] == sessions[1][0], sessions  # the same number of sessions
-        pytest.xfail(f"marts.sessions values differ with other build batches (issue #14): {sessions}")

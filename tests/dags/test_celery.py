@@ -22,8 +22,15 @@ from sqlalchemy.engine import make_url
 
 from pulse.config import PROJECT_ROOT, Settings
 from pulse.events.simulator import simulate
-from pulse.local_airflow import CELERY_SETTINGS, cluster_environment, free_port, run_chain, start_cluster
-from tests.conftest import _admin, table_columns
+from pulse.local_airflow import (
+    CELERY_SETTINGS,
+    cluster_environment,
+    free_port,
+    manual_interval,
+    run_chain,
+    start_cluster,
+)
+from tests.conftest import BOOKKEEPING_COLUMNS, _admin, table_checksums
 from tests.dags.test_dag_runs import FLOW, RUN_AT, SIM_END, _land, _run, output_tables
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
@@ -33,27 +40,25 @@ BROKER_DB = 14  # a Redis database no other test uses (they use 15)
 # reference. A yearly cron starting 2026-01-01 has no complete interval before 2027.
 NO_SCHEDULE = {"PULSE_INGEST_SCHEDULE": "0 0 1 1 *", "PULSE_TRAIN_SCHEDULE": "0 0 1 1 *"}
 WORKERS = ("worker-a", "worker-b")
-# Columns that record when or under which generated id a row was written, not what it says: the two
+# Columns that record when, how or under which generated id a row was written, not what it says: the two
 # runs happen minutes apart. Every other column of every output table must be equal.
-RUN_COLUMNS = frozenset(
-    {
-        "loaded_at",  # raw.events and what dbt carries of it: when the row was loaded
-        "rejected_at",
-        "_loaded_at",
-        "_updated_at",
-        "scored_at",
-        "trained_at",
-        "created_ts",  # Feast's online store: when the value was written
-        "run_id",  # model runs are named by their training time and a random suffix
-        "training_id",
-        "artifact",  # the pickled model carries its run id
-        "artifact_signature",  # ... and so does its signature
-        "synced_at",  # when a definition (audience, sync, trigger) was synced to its table
-        "source",  # the landed file's path: each run lands the same events under its own PULSE_HOME
-        "received_at",  # for a loaded file: when it was loaded
-        "xact_id",  # the transaction that wrote an event row (the trigger worker's read position)
-    }
-)
+RUN_COLUMNS = BOOKKEEPING_COLUMNS | {
+    "loaded_at",  # raw.events and what dbt carries of it: when the row was loaded
+    "rejected_at",
+    "_loaded_at",
+    "scored_at",
+    "trained_at",
+    "created_ts",  # Feast's online store: when the value was written
+    "run_id",  # model runs are named by their training time and a random suffix
+    "training_id",
+    "artifact",  # the pickled model carries its run id
+    "artifact_signature",  # ... and so does its signature
+    "synced_at",  # when a definition (audience, sync, trigger) was synced to its table
+    "received_at",  # for a loaded file: when it was loaded
+    "xact_id",  # the transaction that wrote an event row (the trigger worker's read position)
+}
+# ... and in the raw tables only (elsewhere `source` is what it says: a session's traffic source).
+RAW_RUN_COLUMNS = RUN_COLUMNS | {"source"}  # the landed file's path: each run lands under its own home
 
 
 def _database(server_url: str, prefix: str) -> str:
@@ -69,17 +74,12 @@ def _drop(server_url: str, name: str) -> None:
 
 
 def outputs(url: str, project: str) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent checksum of each output table, without RUN_COLUMNS."""
-    result = {}
+    """Row count and an order-independent checksum of each output table, without its run columns."""
     with psycopg.connect(url) as conn:
-        for table in output_tables(conn, project):
-            schema, name = table.split(".")
-            row = ", ".join(f't."{c}"' for c in table_columns(conn, table, RUN_COLUMNS))
-            result[table] = conn.execute(
-                f"select count(*), coalesce(md5(string_agg(h, '' order by h)), '') "
-                f'from (select md5(row({row})::text) as h from "{schema}"."{name}" t) rows'
-            ).fetchone()
-    return result
+        tables = output_tables(conn, project)
+    return table_checksums(
+        url, tables, lambda table: RAW_RUN_COLUMNS if table.startswith("raw.") else RUN_COLUMNS
+    )
 
 
 def _land_events(events: str, landing_dir: Path, scratch: Path) -> None:
@@ -91,13 +91,7 @@ def _land_events(events: str, landing_dir: Path, scratch: Path) -> None:
 
 def _default_interval(schedule: str) -> tuple:
     """The data interval `dag.test(logical_date=RUN_AT)` gives a DAG on its default schedule."""
-    import pendulum
-    from airflow.timetables.interval import CronDataIntervalTimetable
-
-    cron = Settings.model_fields[schedule].default
-    timetable = CronDataIntervalTimetable(cron, timezone="UTC")
-    interval = timetable.infer_manual_data_interval(run_after=pendulum.instance(RUN_AT))
-    return interval.start, interval.end
+    return manual_interval(Settings.model_fields[schedule].default, RUN_AT)
 
 
 def _runs_of_chain(api) -> dict[str, list[dict]]:

@@ -14,7 +14,7 @@ import pytest
 
 from pulse.events.simulator import simulate
 from pulse.pipeline import window_key
-from tests.conftest import table_columns, tables_naming
+from tests.conftest import table_checksums, tables_naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow")]
 
@@ -54,18 +54,9 @@ def output_tables(conn, project: str) -> list[str]:
 
 def checksums(url: str, project: str) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent checksum of every output table."""
-    result = {}
     with psycopg.connect(url) as conn:
-        for table in output_tables(conn, project):
-            schema, name = table.split(".")
-            columns = table_columns(conn, table, WRITE_TIME_COLUMNS)
-            row = ", ".join(f't."{c}"' for c in columns)
-            count, digest = conn.execute(
-                f"select count(*), coalesce(md5(string_agg(h, '' order by h)), '') "
-                f'from (select md5(row({row})::text) as h from "{schema}"."{name}" t) rows'
-            ).fetchone()
-            result[table] = (count, digest)
-    return result
+        tables = output_tables(conn, project)
+    return table_checksums(url, tables, lambda table: WRITE_TIME_COLUMNS)
 
 
 def test_every_dag_runs_end_to_end_and_a_rerun_changes_nothing(settings, airflow_db, dagbag, tmp_path):
