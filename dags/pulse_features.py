@@ -28,7 +28,7 @@ from pulse.dag_support import DEFAULT_ARGS, MARTS, ONLINE_FEATURES, START_DATE, 
     tags=[*TAGS, "feast"],
 )
 def pulse_features():
-    @task(outlets=[ONLINE_FEATURES])
+    @task(inlets=[MARTS], outlets=[ONLINE_FEATURES])  # inlets: see data_window
     def materialize(**context) -> dict:
         from pulse.pipeline import materialize_features
 

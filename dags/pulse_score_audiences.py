@@ -53,7 +53,7 @@ def pulse_score_audiences():
             raise AirflowSkipException("no trained model yet: trigger pulse_train, then this DAG again")
         return result
 
-    @task(outlets=[AUDIENCES])
+    @task(inlets=[ONLINE_FEATURES, MODEL], outlets=[AUDIENCES])  # inlets: see data_window
     def audiences(**context) -> dict:
         from pulse.pipeline import build_audiences
 

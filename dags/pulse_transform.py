@@ -35,7 +35,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from pulse.config import get_settings
-from pulse.dag_support import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, built_window, publish
+from pulse.dag_support import DEFAULT_ARGS, MARTS, RAW_EVENTS, START_DATE, TAGS, data_window, publish
 from pulse.transform import PRODUCTION_EXCLUDE_SELECTORS, PRODUCTION_EXCLUDES_ENV, dbt_manifest
 
 _settings = get_settings()
@@ -104,12 +104,12 @@ def pulse_transform():
 
         return release_lease(holder)
 
-    # Inlets: the raw-events windows Airflow left out of this run's triggering events (built_window).
+    # Inlets: the triggers whose late events widen the window (see data_window).
     @task(inlets=[RAW_EVENTS], outlets=[MARTS])
     def check_marts(**context) -> dict:
         from pulse.pipeline import check_marts as check
 
-        start, end = built_window(context, RAW_EVENTS)
+        start, end = data_window(context)
         counts = check()
         publish(context, MARTS, start, end, **counts)
         return counts

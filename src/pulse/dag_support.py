@@ -93,20 +93,16 @@ def data_window(context: Any) -> tuple[datetime, datetime]:
     """The [start, end) window this run works on.
 
     A run triggered by Assets covers the windows of the upstream runs that triggered it (carried in the
-    asset events' `extra`); otherwise it is the run's own data interval (a manual or asset-less run of an
-    asset-scheduled DAG has a zero-length interval at its logical date).
+    asset events' `extra`), widened by those of the task's inlets' events that came after the newest
+    triggering event but before the run began (`_late_windows`). Otherwise it is the run's own data
+    interval (a manual or asset-less run of an asset-scheduled DAG has a zero-length interval at its
+    logical date).
     """
-    starts: list[datetime] = []
-    ends: list[datetime] = []
-    events = context.get("triggering_asset_events") or {}
-    for asset_events in events.values():
-        for event in asset_events:
-            extra = event.extra or {}
-            if "window_start" in extra and "window_end" in extra:
-                starts.append(_as_datetime(extra["window_start"]))
-                ends.append(_as_datetime(extra["window_end"]))
-    if starts:
-        return min(starts), max(ends)
+    triggering = [e for events in (context.get("triggering_asset_events") or {}).values() for e in events]
+    windows = [w for w in map(_window_of, triggering) if w]
+    if windows:
+        windows += _late_windows(context, newest=max(e.timestamp for e in triggering))
+        return min(w[0] for w in windows), max(w[1] for w in windows)
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None:
         run_after = _as_datetime(context["dag_run"].run_after)
@@ -114,29 +110,32 @@ def data_window(context: Any) -> tuple[datetime, datetime]:
     return _as_datetime(start), _as_datetime(end)
 
 
-def built_window(context: Any, source: Asset) -> tuple[datetime, datetime]:
-    """The window a build that read everything loaded when its run began now holds: `data_window`, widened
-    by the `source` events that came after the run's newest triggering event but before the run began.
+def _window_of(event: Any) -> tuple[datetime, datetime] | None:
+    extra = event.extra or {}
+    if "window_start" in extra and "window_end" in extra:
+        return _as_datetime(extra["window_start"]), _as_datetime(extra["window_end"])
+    return None
+
+
+def _late_windows(context: Any, newest: datetime) -> list[tuple[datetime, datetime]]:
+    """The windows of the task's inlets' events between the run's newest triggering event and its start.
 
     Airflow 3 leaves those out of every run's triggering events when they arrive while the DAG is at
     `max_active_runs` (apache/airflow#56050: the events after the queued run's cutoff are dropped with its
-    queue row). Their data was loaded before this run began, so its build holds it; without this, the next
-    DAG (features) would stop at the older window and the online store would miss the later days. The task
-    must declare `source` among its inlets.
+    queue row). Their data was written before this run began, so the run reads it; without them a run
+    would publish (or, for features, materialise) an older window and the later days would be missed
+    downstream. So every asset-triggered task that uses its window declares its triggers as inlets.
     """
-    start, end = data_window(context)
-    triggering = [e for events in (context.get("triggering_asset_events") or {}).values() for e in events]
     began = context["dag_run"].start_date
-    if not triggering or began is None:
-        return start, end
-    newest = max(e.timestamp for e in triggering)
-    late = context["inlet_events"][source].after(newest.isoformat()).before(began.isoformat())
-    for event in late:
-        extra = event.extra or {}
-        if "window_start" in extra and "window_end" in extra:
-            start = min(start, _as_datetime(extra["window_start"]))
-            end = max(end, _as_datetime(extra["window_end"]))
-    return start, end
+    inlet_events = context.get("inlet_events")
+    if began is None or not inlet_events:
+        return []
+    late = [
+        _window_of(event)
+        for asset in inlet_events
+        for event in inlet_events[asset].after(newest.isoformat()).before(began.isoformat())
+    ]
+    return [w for w in late if w]
 
 
 def publish(context: Any, asset: Asset, start: datetime, end: datetime, **info: Any) -> None:

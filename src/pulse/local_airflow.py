@@ -459,7 +459,7 @@ class AirflowAPI:
         """Wait until no run of `dag_ids` is unfinished, no asset event is queued for one of them, and
         none has started for `quiet` seconds (a queued event starts a run within the scheduler's next
         loops; events Airflow drops while a DAG is at `max_active_runs`, apache/airflow#56050, are not
-        queued: see pulse.dag_support.built_window)."""
+        queued: see pulse.dag_support.data_window)."""
         deadline = time.monotonic() + timeout
         last_change, last_seen = time.monotonic(), None
         while True:
@@ -514,6 +514,17 @@ class AirflowAPI:
 
 
 CHAIN = ("pulse_ingest", "pulse_transform", "pulse_features", "pulse_train", "pulse_score_audiences")
+
+
+def manual_interval(cron: str, run_after: datetime) -> tuple[datetime, datetime]:
+    """The data interval a manual run at `run_after` gets on a `cron` schedule (as `dag.test()` gives it):
+    to pass as `AirflowAPI.trigger(interval=...)` when the DAGs run on another schedule."""
+    import pendulum
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    timetable = CronDataIntervalTimetable(cron, timezone="UTC")
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.instance(run_after))
+    return interval.start, interval.end
 
 
 def run_chain(
