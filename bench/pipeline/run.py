@@ -13,14 +13,18 @@ first through Airflow (when its chain fails, the run stops early), then through 
 
 - CLI: `pulse ingest DAY.jsonl`, `pulse build`, `pulse features`, `pulse train`, `pulse score`,
   `pulse audiences --export`, `pulse report`; each verb its own process, timed from start to exit;
-- Airflow: the day's file landed in PULSE_HOME/landing, then `dag.test()` of `pulse_ingest`,
-  `pulse_transform`, `pulse_features`, `pulse_train`, `pulse_score_audiences` (score, audiences with
-  their exports, report) in that order, in one process (bench/pipeline/airflow_chain.py) with a SQLite
-  metadata database migrated beforehand. Each DAG run is timed; reading the DAGs (the DagBag, which
-  renders the transform DAG from dbt's manifest) is printed apart, as a scheduler does it once.
-  `dag.test()` cannot run cosmos' watcher mode (the default, which needs a scheduler and a triggerer), so
-  the transform DAG runs in `local` mode here; through a scheduler the watcher mode was the faster of
-  the two (bench/transform --scheduler: 67.6 vs 94.8 s on demo data).
+- Airflow (`--path scheduler`, the default): the day's file landed in PULSE_HOME/landing, then a
+  running Airflow (scheduler, api-server, dag-processor, triggerer as local processes; LocalExecutor;
+  a PostgreSQL metadata database; pulse.local_airflow) with the transform in its default watcher mode:
+  `pulse_ingest` is triggered for the 5-minute interval the file landed in; transform, features and
+  score_audiences (skipped: no model yet) follow by Assets; then `pulse_train` is triggered, and
+  score_audiences (score, audiences with their exports, report) follows its model. A step that follows
+  by Assets is timed from the end of the step before, so the scheduler's reaction counts; a triggered
+  one from its trigger. Starting the components and reading the DAGs is printed apart (a deployment
+  does that once, not per run).
+- Airflow (`--path dag-test`): the same DAGs with `dag.test()`, one after another in one process
+  (bench/pipeline/airflow_chain.py) on a SQLite metadata database. `dag.test()` cannot run cosmos'
+  watcher mode, so the transform DAG runs one dbt invocation per model (`local` mode) there.
 
 Prints each step's wall time on both paths and the ratio Airflow / CLI, per step and in total
 (goal: total <= 1.5). Uses PULSE_DATABASE_URL's server (or the embedded one) and drops its databases,
@@ -38,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +67,7 @@ STEPS = [
         "pulse_score_audiences",
     ),
 ]
+STEPS_DAGS = [dag for _, _, dag in STEPS]
 # Set-up after loading the history: the state a daily run starts from (no champion yet: both paths train).
 SETUP = [["build", "--full-refresh"], ["features"]]
 
@@ -79,13 +85,15 @@ def split_last_day(events: Path, history: Path, day: Path) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def copy_database(source_url: str, label: str) -> str:
-    """A copy of the database of `source_url` (which nobody may be connected to), on the same server."""
-    name = f"{make_url(source_url).database}_{label}"
-    with harness.admin(source_url) as conn:
+def new_database(url: str, label: str, copy: bool = True) -> str:
+    """A database beside the one of `url`, named with `label`: a copy of it (nobody may be connected to
+    it), or empty."""
+    source = make_url(url).database
+    name = f"{source}_{label}"
+    with harness.admin(url) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}" template "{make_url(source_url).database}"')
-    return make_url(source_url).set(database=name).render_as_string(hide_password=False)
+        conn.execute(f'create database "{name}"' + (f' template "{source}"' if copy else ""))
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(url: str) -> None:
@@ -125,25 +133,93 @@ def run_cli(url: str, home: Path, day: Path) -> tuple[dict[str, float], float]:
     return times, cpu
 
 
+def _land(day: Path, home: Path, run_at: datetime) -> None:
+    """The day's file in PULSE_HOME/landing, landed in the ingest interval ending at `run_at`."""
+    landed = home / "landing" / day.name
+    landed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(day, landed)
+    stamp = (run_at - timedelta(minutes=2)).timestamp()
+    os.utime(landed, (stamp, stamp))
+
+
 def run_airflow(
     url: str, home: Path, day: Path, work: Path, run_at: datetime
 ) -> tuple[dict[str, float], float, float]:
     """Each DAG run's wall seconds, the seconds to read the DAGs, and the CPU seconds of the whole
     chain process (reading the DAGs included) and its backends."""
     env = {"PULSE_DATABASE_URL": url, "PULSE_HOME": str(home), **airflow_env(work)}
-    landed = home / "landing" / day.name
-    landed.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(day, landed)
-    stamp = (run_at - timedelta(minutes=2)).timestamp()  # landed in the ingest interval ending at run_at
-    os.utime(landed, (stamp, stamp))
+    _land(day, home, run_at)
     chain = [sys.executable, str(Path(__file__).with_name("airflow_chain.py")), run_at.isoformat()]
-    measured = harness.measure([*chain, *[dag for _, _, dag in STEPS]], url, env)
+    measured = harness.measure([*chain, *STEPS_DAGS], url, env)
     timings = json.loads(measured.output.split("TIMINGS ", 1)[1].splitlines()[0])
     for _, _, dag in STEPS:
         print(f"  airflow {dag:24} {timings[dag]:7.1f} s ({timings[dag + ' tasks']} tasks)", flush=True)
     print(f"  (load {measured.load:.1f} during the Airflow chain)", flush=True)
     cpu = measured.client_cpu_s + measured.server_cpu_s
     return {step: timings[dag] for step, _, dag in STEPS}, timings["read DAGs"], cpu
+
+
+def run_scheduled(url: str, home: Path, day: Path, run_at: datetime) -> tuple[dict[str, float], float]:
+    """The chain through a running Airflow (scheduler, api-server, dag-processor, triggerer; LocalExecutor;
+    PostgreSQL metadata), the transform in its default (watcher) mode, as a deployment runs it. Each
+    step's wall seconds: from the end of the step before (for a step that follows by Assets, so the
+    scheduler's reaction is counted) or from its trigger, to the end of its run. And the seconds to
+    start the components and have them read the DAGs (not counted)."""
+    from pulse.config import Settings
+    from pulse.local_airflow import cluster_environment, free_port, manual_interval, run_chain, start_cluster
+
+    settings = Settings(database_url=url, home=home)
+    metadata = new_database(url, "meta", copy=False)
+    env = cluster_environment(
+        settings,
+        metadata_url=make_url(metadata).set(drivername="postgresql+psycopg2").render_as_string(False),
+        port=free_port(),
+    )
+    env.update(
+        {
+            "PULSE_DBT_EXECUTION_MODE": "watcher",
+            # Only the runs below: no schedule has a complete interval before next year.
+            "PULSE_INGEST_SCHEDULE": "0 0 1 1 *",
+            "PULSE_TRAIN_SCHEDULE": "0 0 1 1 *",
+        }
+    )
+    _land(day, home, run_at)
+    started = time.perf_counter()
+    cluster = start_cluster(env)
+    try:
+        api = cluster.api()
+        api.wait_for_dags(STEPS_DAGS)
+        ready = time.perf_counter() - started
+        runs = run_chain(
+            api,
+            run_at,
+            ingest_interval=manual_interval(Settings.model_fields["ingest_schedule"].default, run_at),
+            train_interval=manual_interval(Settings.model_fields["train_schedule"].default, run_at),
+        )
+    except BaseException:
+        print(cluster.logs(), flush=True)
+        raise
+    finally:
+        cluster.stop()
+        drop_database(metadata)
+    at = {dag: [(_moment(r["queued_at"]), _moment(r["end_date"])) for r in rs] for dag, rs in runs.items()}
+    (ingest,), (transform,), (features,), (train,) = (at[d] for d in STEPS_DAGS[:4])
+    scores = at["pulse_score_audiences"]  # skipped (no model yet), then after training
+    ends = {
+        "ingest": ingest[1] - ingest[0],
+        "dbt build": transform[1] - ingest[1],
+        "features": features[1] - transform[1],
+        "train": train[1] - train[0],
+        "score, audiences, report": scores[-1][1] - train[1],
+    }
+    times = {step: seconds.total_seconds() for step, seconds in ends.items()}
+    for step, _, dag in STEPS:
+        print(f"  airflow {dag:24} {times[step]:7.1f} s", flush=True)
+    return times, ready
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def set_up(args: argparse.Namespace, work: Path, url: str, end: datetime) -> dict:
@@ -186,6 +262,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="Airflow-then-CLI runs on fresh copies")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--path",
+        choices=("scheduler", "dag-test"),
+        default="scheduler",
+        help="the Airflow path: a running scheduler (watcher mode), or dag.test() in one process (local mode)",
+    )
+    parser.add_argument(
         "--work",
         type=Path,
         help="keep the simulation, the set-up database and PULSE_HOME here, and reuse them when present",
@@ -217,10 +299,14 @@ def main() -> None:
                 home = work / f"home-{label}-{n}"
                 shutil.rmtree(home, ignore_errors=True)
                 shutil.copytree(work / "setup-home", home)
-                paths[label] = (copy_database(setup["url"], f"{label}{n}"), home)
+                paths[label] = (new_database(setup["url"], f"{label}{n}"), home)
             try:
                 # Airflow first: when its chain fails, the run stops before the CLI's half hour.
-                airflow, read_dags, airflow_cpu = run_airflow(*paths["airflow"], day, work, run_at)
+                if args.path == "scheduler":
+                    airflow, read_dags = run_scheduled(*paths["airflow"], day, run_at)
+                    airflow_cpu = None
+                else:
+                    airflow, read_dags, airflow_cpu = run_airflow(*paths["airflow"], day, work, run_at)
                 cli, cli_cpu = run_cli(*paths["cli"], day)
             finally:
                 for copy_url, _ in paths.values():
@@ -232,7 +318,10 @@ def main() -> None:
         f"{setup['day']:,} events of one day on {setup['history']:,} of history ({setup['people']:,} simulated people)"
     )
     for n, (cli, airflow, read_dags, cli_cpu, airflow_cpu) in enumerate(results, 1):
-        print(f"\nrun {n} (Airflow read its DAGs in {read_dags:.1f} s before the runs, not counted)")
+        before = "started and read its DAGs" if args.path == "scheduler" else "read its DAGs"
+        print(
+            f"\nrun {n}, Airflow by {args.path} ({before} in {read_dags:.1f} s before the runs, not counted)"
+        )
         print("| step | CLI s | Airflow s | Airflow / CLI |")
         print("| --- | ---: | ---: | ---: |")
         for step, _, dag in STEPS:
@@ -241,10 +330,11 @@ def main() -> None:
             )
         total_cli, total_airflow = sum(cli.values()), sum(airflow.values())
         print(f"| **total** | {total_cli:.1f} | {total_airflow:.1f} | **{total_airflow / total_cli:.2f}** |")
-        print(
-            f"CPU seconds (clients and backends): CLI {cli_cpu:.0f}, Airflow {airflow_cpu:.0f} "
-            f"(reading the DAGs included), ratio {airflow_cpu / cli_cpu:.2f}"
-        )
+        if airflow_cpu is not None:  # the scheduler's processes are not measured
+            print(
+                f"CPU seconds (clients and backends): CLI {cli_cpu:.0f}, Airflow {airflow_cpu:.0f} "
+                f"(reading the DAGs included), ratio {airflow_cpu / cli_cpu:.2f}"
+            )
     ratios = [sum(a.values()) / sum(c.values()) for c, a, *_ in results]
     print(f"\nratio Airflow / CLI: {', '.join(f'{r:.2f}' for r in ratios)}   goal <= 1.5")
 

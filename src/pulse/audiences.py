@@ -389,17 +389,22 @@ def export_audiences(out_dir: Path, settings: Settings | None = None) -> list[Pa
         # No audiences, no query (the view may not exist yet). `audience_inputs` is a view over the
         # latest scores: computed once here (materialized), since
         # a join the planner nests (tables not analyzed yet) would compute it again for every member.
-        members = names and conn.execution_options(stream_results=True, yield_per=10_000).execute(
-            sa.text(
-                """with inputs as materialized (select customer_id, email_sha256 from audiences.audience_inputs)
-                select m.audience_name, m.customer_id, i.email_sha256, m.member_rank, m.recommended_category
-                from audiences.audience_members m
-                left join inputs i using (customer_id)
-                where m."group" = 'treatment' and m.audience_name = any(:names)
-                order by m.audience_name, m.member_rank"""
-            ),
-            {"names": list(names)},
-        )
+        members: Iterable[Sequence[Any]] = []
+        if names:
+            members = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+                sa.text(
+                    """with inputs as materialized (
+                        select customer_id, email_sha256 from audiences.audience_inputs
+                    )
+                    select m.audience_name, m.customer_id, i.email_sha256, m.member_rank,
+                        m.recommended_category
+                    from audiences.audience_members m
+                    left join inputs i using (customer_id)
+                    where m."group" = 'treatment' and m.audience_name = any(:names)
+                    order by m.audience_name, m.member_rank"""
+                ),
+                {"names": list(names)},
+            )
         written = set()
         for audience, rows in groupby(members, key=itemgetter(0)):
             _write_export(out_dir / f"{audience}.csv", (row[1:] for row in rows))

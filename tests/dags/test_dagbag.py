@@ -58,13 +58,18 @@ def test_dags_are_chained_by_assets(dagbag):
     assert dagbag.dags["pulse_train"].timetable.expression == "0 4 * * 1"
 
 
-def _transform_nodes(tmp_path) -> tuple[set[str], set[str]]:
-    """The models the transform DAG builds, and the tests over two of them (from dbt's manifest)."""
-    from pulse.config import Settings
+@pytest.fixture(scope="module")
+def manifest_nodes(tmp_path_factory) -> dict[str, dict]:
+    """dbt's manifest nodes by unique id (`dbt parse` once for this module, when stale)."""
     from pulse.transform import dbt_manifest
 
-    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
-    nodes = manifest["nodes"].values()
+    home = tmp_path_factory.mktemp("home")
+    return json.loads(dbt_manifest(Settings(home=home)).read_text())["nodes"]
+
+
+def _transform_nodes(manifest_nodes: dict[str, dict]) -> tuple[set[str], set[str]]:
+    """The models the transform DAG builds, and the tests over two of them (from dbt's manifest)."""
+    nodes = manifest_nodes.values()
     # The audience models read the scores: the audiences step builds them after scoring, not this DAG.
     models = {n["name"] for n in nodes if n["resource_type"] == "model" and "audiences" not in n["tags"]}
     built = {n["unique_id"] for n in nodes if n["resource_type"] == "model" and n["name"] in models}
@@ -94,16 +99,13 @@ def test_the_default_mode_is_the_watcher():
     assert Settings.model_fields["dbt_execution_mode"].default == "watcher"
 
 
-def _ephemeral_models(tmp_path) -> set[str]:
-    from pulse.transform import dbt_manifest
-
-    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
-    return {n["name"] for n in manifest["nodes"].values() if n["config"].get("materialized") == "ephemeral"}
+def _ephemeral_models(manifest_nodes: dict[str, dict]) -> set[str]:
+    return {n["name"] for n in manifest_nodes.values() if n["config"].get("materialized") == "ephemeral"}
 
 
 @pytest.mark.parametrize("mode", ["watcher", "local"])
-def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, tmp_path, monkeypatch):
-    models, multi_parent_tests = _transform_nodes(tmp_path)
+def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, manifest_nodes, monkeypatch):
+    models, multi_parent_tests = _transform_nodes(manifest_nodes)
     dag = _transform_dag(mode, monkeypatch)
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
     if mode == "watcher":
@@ -115,7 +117,7 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, tmp_p
         model_tasks = {t for t in dbt_tasks if t.endswith(".run")}
         # An ephemeral model (a mart's "this run" scratch) is built inside its readers: cosmos shows it
         # as an empty task, for the graph.
-        ephemeral = _ephemeral_models(tmp_path)
+        ephemeral = _ephemeral_models(manifest_nodes)
         assert model_tasks == {f"dbt.{m}.run" for m in models - ephemeral}
         placeholders = {f"dbt.{m}_run" for m in ephemeral}
         assert {type(dag.get_task(t)).__name__ for t in placeholders} == {"EmptyOperator"}
@@ -140,12 +142,8 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, tmp_p
     assert dagbag.dags["pulse_score_audiences"].get_task("audiences").upstream_task_ids == {"score"}
 
 
-def test_every_dbt_node_id_fits_an_xcom_key(tmp_path):
+def test_every_dbt_node_id_fits_an_xcom_key(manifest_nodes):
     """Cosmos' watcher mode pushes each node's status under an XCom key made from its unique id ('.' as
     '__', plus a suffix); Airflow's key column holds 512 characters, and a longer key fails the build."""
-    from pulse.config import Settings
-    from pulse.transform import dbt_manifest
-
-    manifest = json.loads(dbt_manifest(Settings(home=tmp_path)).read_text())
-    too_long = [uid for uid in manifest["nodes"] if len(uid.replace(".", "__")) + len("_tests_status") > 512]
+    too_long = [uid for uid in manifest_nodes if len(uid.replace(".", "__")) + len("_tests_status") > 512]
     assert not too_long, too_long
