@@ -28,6 +28,7 @@ Calls: cosmos (dbt), `pulse.pipeline.check_marts` (the CLI equivalent is `pulse 
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import dag, task
@@ -41,6 +42,11 @@ from pulse.transform import PRODUCTION_EXCLUDE_SELECTORS, PRODUCTION_EXCLUDES_EN
 _settings = get_settings()
 DBT_DIR = _settings.project_dir / "dbt_project"
 WATCHER = _settings.dbt_execution_mode == "watcher"
+WATCHER_ARGS = {
+    "poke_interval": 2,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": False,
+}
 
 
 @dag(
@@ -82,8 +88,11 @@ def pulse_transform():
             "append_env": True,  # dbt sees the PULSE_PG_* the pre_execute hook exported
             # A production build: no dbt unit tests (they run in CI; see pulse.transform).
             "env": PRODUCTION_EXCLUDES_ENV,
-            # Watchers: look at the build's progress every 2 s (cosmos: 10 s) while deferred.
-            **({"poke_interval": 2} if WATCHER else {}),
+            # Watchers: look at the build's progress every 2 s (cosmos: 10 s) while deferred, and retry
+            # after 5 s, not Pulse's usual minute: Airflow 3.3.2 fails a watcher whose trigger fires
+            # before the scheduler has seen it defer (apache/airflow#67287; the fix, #68741, is not in
+            # 3.3.2), and the retry, which reads the build's outcome or re-runs the node, is cheap.
+            **(WATCHER_ARGS if WATCHER else {}),
         },
     )
 

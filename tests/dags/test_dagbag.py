@@ -1,6 +1,7 @@
 """DAG integrity: every DAG imports, has tags, retries and docs, and the DAGs chain through Assets."""
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -115,6 +116,9 @@ def test_transform_has_one_dbt_task_per_model_with_its_tests(mode, dagbag, manif
             "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"
         }
         model_tasks = {t for t in dbt_tasks if t.endswith(".run")}
+        # Watchers retry within seconds (Airflow can fail one whose trigger fires at once: see the DAG).
+        watchers = [dag.get_task(t) for t in dbt_tasks if t.endswith((".run", ".test"))]
+        assert {(w.retry_delay, w.retry_exponential_backoff) for w in watchers} == {(timedelta(seconds=5), False)}
         # An ephemeral model (a mart's "this run" scratch) is built inside its readers: cosmos shows it
         # as an empty task, for the graph.
         ephemeral = _ephemeral_models(manifest_nodes)
